@@ -1,0 +1,98 @@
+# ispmon — build, run and test. See README.md.
+#
+#   make          build ./ispmon
+#   make run      install deps, build, run on this machine (root; sudo if not)
+#   make test     install deps, build, run the whole test suite
+#   make lint     cppcheck on the userspace and test code
+#   make clean
+
+OUT        := build
+HOST_ARCH  := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
+ARCH       ?= $(HOST_ARCH)
+VERSION    := 0.1.0$(shell git rev-parse --short HEAD 2>/dev/null | sed 's/^/+g/')
+
+CLANG      ?= clang
+BPFTOOL    ?= bpftool
+CC         ?= gcc
+PKG_CONFIG ?= pkg-config
+
+BPF_CFLAGS := -target bpf -g -O2 -D__TARGET_ARCH_$(ARCH) -Wall -Werror \
+              -I vmlinux/$(ARCH) -I headers -I bpf
+
+WARN       := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-unused-parameter
+CFLAGS     ?= -O2 -g
+CFLAGS     += -std=gnu11 -D_GNU_SOURCE $(WARN) -I $(OUT) -I headers -I user \
+              -DISPMON_VERSION='"$(VERSION)"'
+LIBS       := libbpf libcurl libmicrohttpd
+LDLIBS     += $(shell $(PKG_CONFIG) --libs $(LIBS) 2>/dev/null || echo -lbpf -lcurl -lmicrohttpd) \
+              -lelf -lz -lpthread -lm
+
+SAN_FLAGS  := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
+              -fno-sanitize-recover=undefined
+
+BPF_SRCS   := $(wildcard bpf/*.bpf.c)
+BPF_OBJS   := $(patsubst bpf/%.bpf.c,$(OUT)/%.bpf.o,$(BPF_SRCS))
+SKELS      := $(patsubst bpf/%.bpf.c,$(OUT)/%.skel.h,$(BPF_SRCS))
+USER_SRCS  := $(wildcard user/*.c)
+USER_OBJS  := $(patsubst user/%.c,$(OUT)/user/%.o,$(USER_SRCS))
+# Modules unit-tested without BPF or network: everything but main and the
+# parts that need a kernel.
+UNIT_MODS  := config log metrics netif report
+UNIT_SRCS  := $(addprefix user/,$(addsuffix .c,$(UNIT_MODS)))
+
+.PHONY: all run test unit lint clean deps tools
+.DELETE_ON_ERROR:
+.SECONDARY: $(BPF_OBJS)
+
+all: ispmon
+
+deps:
+	@bash scripts/deps.sh
+
+$(OUT) $(OUT)/user $(OUT)/tests:
+	@mkdir -p $@
+
+$(OUT)/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/*.h headers/*.h) vmlinux/$(ARCH)/vmlinux.h | $(OUT)
+	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+$(OUT)/%.skel.h: $(OUT)/%.bpf.o
+	$(BPFTOOL) gen skeleton $< name $*_bpf > $@
+
+$(OUT)/user/%.o: user/%.c $(wildcard user/*.h headers/*.h) $(SKELS) | $(OUT)/user
+	$(CC) $(CFLAGS) -c $< -o $@
+
+ispmon: $(USER_OBJS)
+	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
+# --- tests -----------------------------------------------------------------
+
+$(OUT)/tests/test_flow: tests/unit/test_flow.c $(SKELS) headers/flow.h | $(OUT)/tests
+	$(CC) $(CFLAGS) $(SAN_FLAGS) $< -o $@ $(LDLIBS)
+
+$(OUT)/tests/test_user: tests/unit/test_user.c $(UNIT_SRCS) $(wildcard user/*.h) | $(OUT)/tests
+	$(CC) $(CFLAGS) $(SAN_FLAGS) $< $(UNIT_SRCS) -o $@ $(LDLIBS)
+
+tools:
+	@$(MAKE) -s -C tests/tools
+
+unit: $(OUT)/tests/test_flow $(OUT)/tests/test_user
+
+test: deps
+	@$(MAKE) -s all unit tools
+	@bash tests/run.sh
+
+run: deps
+	@$(MAKE) -s all
+	@if [ "$$(id -u)" -eq 0 ]; then exec ./ispmon $(ARGS); \
+	elif command -v sudo >/dev/null; then exec sudo ./ispmon $(ARGS); \
+	else echo "make run: ispmon needs root (CAP_BPF, CAP_NET_ADMIN) and sudo is missing" >&2; exit 1; fi
+
+lint:
+	cppcheck --quiet --error-exitcode=1 --enable=warning,style,performance,portability \
+		--inline-suppr --std=c11 -D__linux__ -I headers -I user \
+		--suppress=missingIncludeSystem --suppress=unusedFunction \
+		user tests/unit tests/tools
+
+clean:
+	rm -rf $(OUT) ispmon
+	@$(MAKE) -s -C tests/tools clean 2>/dev/null || true

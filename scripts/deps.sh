@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Install every build and test dependency of ispmon from Debian packages.
+# Idempotent: only missing packages are installed, and apt-get update runs
+# only when something is missing. Needs root (or sudo).
+set -euo pipefail
+
+PKGS=(
+	# build
+	make gcc clang llvm pkg-config bpftool libbpf-dev libelf-dev zlib1g-dev
+	libcurl4-openssl-dev libmicrohttpd-dev
+	# tests: testbed, traffic, metric checks
+	iproute2 nftables ethtool iperf3 curl iputils-ping procps psmisc
+	prometheus
+	# lint
+	cppcheck
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+		missing+=("$p")
+done
+[ "${#missing[@]}" -eq 0 ] && exit 0
+
+SUDO=
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+echo "deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+# Packages such as prometheus ship a service; never start it from here, the
+# tests start what they need themselves.
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+	printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+	$SUDO chmod +x /usr/sbin/policy-rc.d
+	trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
+fi
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

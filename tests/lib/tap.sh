@@ -1,0 +1,28 @@
+# Sourceable: TAP-like result lines that tests/run.sh counts.
+#   ok "description"          a passed check
+#   not_ok "description"      a failed check
+#   check "description" CMD   runs CMD; ok if it succeeds
+#   near A B TOL              true if |A-B| <= TOL (floats)
+#   rel_near A B FRAC         true if |A-B| <= FRAC*|B|
+TAP_FAILED=0
+
+ok() { echo "ok - $*"; }
+not_ok() {
+	echo "not ok - $*"
+	TAP_FAILED=$((TAP_FAILED + 1))
+}
+check() {
+	local desc=$1
+	shift
+	if "$@"; then ok "$desc"; else not_ok "$desc"; fi
+}
+near() { awk -v a="$1" -v b="$2" -v t="$3" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= t) }'; }
+rel_near() { awk -v a="$1" -v b="$2" -v f="$3" 'BEGIN { d = a - b; if (d < 0) d = -d; m = b < 0 ? -b : b; exit !(d <= f * m) }'; }
+
+# Value of a sample in Prometheus text: metric_value FILE 'name{labels}'
+metric_value() {
+	awk -v k="$2" '$1 == k { print $2; found = 1; exit } END { if (!found) print "" }' "$1"
+}
+
+# Exit status for the end of a test script.
+tap_exit() { [ "$TAP_FAILED" -eq 0 ]; }

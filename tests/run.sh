@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Runs every test suite and prints "N passed, N failed" as the last line.
+# Each suite prints "ok - ..." / "not ok - ..." per check; a suite that
+# exits non-zero without a "not ok" line counts as one failure, exit 77
+# means skipped. TESTS="cli e2e" runs a subset (names below).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+declare -A SUITES=(
+	[unit-user]="build/tests/test_user"
+	[unit-bpf]="build/tests/test_flow"
+	[cli]="bash tests/test_cli.sh"
+	[netlab]="bash tests/test_netlab.sh"
+	[e2e]="bash tests/test_e2e_counters.sh"
+	[lint]="bash tests/test_lint.sh"
+)
+ORDER=(unit-user unit-bpf lint cli netlab e2e)
+SUITE_TIMEOUT=${SUITE_TIMEOUT:-900}
+
+selected=(${TESTS:-${ORDER[@]}})
+mkdir -p tests/artifacts
+passed=0 failed=0 skipped=0
+
+for name in "${selected[@]}"; do
+	cmd=${SUITES[$name]:-}
+	if [ -z "$cmd" ]; then
+		echo "run.sh: unknown suite '$name' (have: ${ORDER[*]})" >&2
+		failed=$((failed + 1))
+		continue
+	fi
+	log=tests/artifacts/$name.log
+	echo "=== $name: $cmd"
+	start=$SECONDS
+	timeout --kill-after=30 "$SUITE_TIMEOUT" $cmd 2>&1 | tee "$log"
+	rc=${PIPESTATUS[0]}
+	p=$(grep -c '^ok - ' "$log")
+	f=$(grep -c '^not ok - ' "$log")
+	if [ "$rc" -eq 77 ]; then
+		echo "=== $name: skipped ($(tail -n1 "$log"))"
+		skipped=$((skipped + 1))
+		continue
+	fi
+	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+		echo "not ok - $name exited with status $rc"
+		f=1
+	fi
+	passed=$((passed + p))
+	failed=$((failed + f))
+	echo "=== $name: $p passed, $f failed, $((SECONDS - start)) s"
+done
+
+echo "$passed passed, $failed failed, $skipped skipped"
+[ "$failed" -eq 0 ]

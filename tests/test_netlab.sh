@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# Self-test of the emulated home network (tests/lib/netlab.sh): routing and
+# NAT, delay accuracy, TCP integrity through the delay line, shaping, outages.
+# Needs root. Prints "ok - ..." / "not ok - ..." per check; exits non-zero
+# on any failure. Takes about a minute.
+# shellcheck disable=SC2016,SC2317,SC2119  # eval'd checks, trap-called functions
+set -u
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+pass=0 fail=0
+ok() { echo "ok - $*"; pass=$((pass + 1)); }
+nok() { echo "not ok - $*"; fail=$((fail + 1)); }
+# check DESCRIPTION CMD...: one result line from CMD's exit status.
+check() {
+	local what=$1
+	shift
+	if "$@"; then ok "$what"; else nok "$what"; fi
+}
+# near A B TOL: |A - B| <= TOL (decimals).
+near() { awk -v a="$1" -v b="$2" -v t="$3" 'BEGIN { d = a - b; exit !((d < 0 ? -d : d) <= t) }'; }
+finish() {
+	echo "$pass passed, $fail failed"
+	[ "$fail" = 0 ]
+	exit
+}
+
+[ "$(id -u)" = 0 ] || { echo "not ok - test_netlab.sh needs root"; exit 1; }
+if ! make -s -C "$HERE/tools" >/dev/null; then
+	nok "build tests/tools"
+	finish
+fi
+# shellcheck source=tests/lib/netlab.sh
+source "$HERE/lib/netlab.sh"
+WORK=$(mktemp -d /tmp/test_netlab.XXXXXX)
+cleanup() {
+	netlab_down
+	rm -rf "$WORK"
+}
+netlab_install_trap
+trap cleanup EXIT
+LAN() { ip netns exec "$NS_LAN" "$@"; }
+
+SECONDS=0
+if netlab_up 5 5 && netlab_start_servers; then
+	ok "netlab_up and netlab_start_servers (${SECONDS}s)"
+else
+	nok "netlab_up and netlab_start_servers"
+	finish
+fi
+
+# --- reachability and NAT ---
+check "ping lan -> server IPv4" eval 'LAN ping -n -q -c 3 -i 0.05 -W 2 "$SRV_IP4" >/dev/null'
+check "ping lan -> server IPv6" eval 'LAN ping -n -q -c 3 -i 0.05 -W 2 "$SRV_IP6" >/dev/null'
+LAN curl -sS -o /dev/null --max-time 5 "http://$SRV_IP4:$HTTP_PORT/"
+LAN curl -sS -g -o /dev/null --max-time 5 "http://[$SRV_IP6]:$HTTP_PORT/"
+check "server sees IPv4 from $ROUTER_WAN_IP4 (masquerade)" \
+	grep -q "^httpd: $ROUTER_WAN_IP4 GET / 200" "$NETLAB_RUN/httpd.log"
+check "server sees IPv6 from $LAN_IP6 (routed, no NAT)" \
+	grep -q "^httpd: $LAN_IP6 GET / 200" "$NETLAB_RUN/httpd.log"
+
+code=$(LAN curl -s -o /dev/null --max-time 5 -w '%{http_code}' "http://$SRV_IP4:$HTTP_PORT/status/503")
+check "GET /status/503 answers 503 (got $code)" [ "$code" = 503 ]
+LAN timeout 5 bash -c 'exec 3<>"/dev/tcp/$0/$1" && head -c 70000 /dev/urandom >&3; cat <&3 >/dev/null' \
+	"$SRV_IP4" "$HTTP_PORT" 2>/dev/null
+code=$(LAN curl -s -o /dev/null --max-time 5 -w '%{http_code}' "http://$SRV_IP4:$HTTP_PORT/")
+check "httpd still serves after a garbage request (got $code)" [ "$code" = 200 ]
+
+# --- delay accuracy: median RTT of 20 pings vs down + up ---
+delay_case() { # DOWN UP
+	local want m4 m6
+	netlab_set_delay "$1" "$2" || { nok "netlab_set_delay $1 $2"; return; }
+	want=$(awk -v a="$1" -v b="$2" 'BEGIN { print a + b }')
+	m4=$(netlab_ping_median lan "$SRV_IP4" 20 0.05) || m4=NaN
+	m6=$(netlab_ping_median lan "$SRV_IP6" 20 0.05) || m6=NaN
+	check "delay down=$1 up=$2: IPv4 median RTT $m4 ms within 1 ms of $want" near "$m4" "$want" 1
+	check "delay down=$1 up=$2: IPv6 median RTT $m6 ms within 1 ms of $want" near "$m6" "$want" 1
+}
+delay_case 5 5
+delay_case 20 20
+delay_case 30 5
+delay_case 0 0
+
+# Direction: the IP timestamp option records ms clock readings at each hop
+# (lan, router, server, server, router, lan); all share one clock here, so
+# the differences are the one-way delays: server-router = up, router-server = down.
+netlab_set_delay 30 5
+ts=$(LAN ping -n -c 3 -i 0.2 -T tsonly "$SRV_IP4" 2>&1 |
+	awk '/^TS:/ { n = 0; next } /^\t[0-9]+$/ && ++n == 2 { up = $1 } /^\t[0-9]+$/ && n == 4 { down = $1 }
+	     END { print up + 0, down + 0 }')
+read -r ts_up ts_down <<<"$ts"
+check "one-way delays by IP timestamps: up ${ts_up} ms ~ 5, down ${ts_down} ms ~ 30" \
+	eval 'near "$ts_up" 5 1.5 && near "$ts_down" 30 1.5'
+
+# --- TCP integrity through the delay line (offloads off) ---
+netlab_set_delay 10 10
+N=20000000
+"$NETLAB_TOOLS/httpd" --gen "$N" >"$WORK/pattern"
+want_crc=$("$NETLAB_TOOLS/httpd" --crc32 "$WORK/pattern")
+mbit=$(LAN curl -sS --max-time 30 -o "$WORK/dl4" -w '%{speed_download}' "http://$SRV_IP4:$HTTP_PORT/bytes/$N" |
+	awk '{ printf "%.0f", $1 * 8 / 1e6 }')
+check "20 MB download over IPv4 intact (${mbit} Mbit/s)" cmp -s "$WORK/dl4" "$WORK/pattern"
+LAN curl -sS -g --max-time 30 -o "$WORK/dl6" "http://[$SRV_IP6]:$HTTP_PORT/bytes/$N"
+check "20 MB download over IPv6 intact" cmp -s "$WORK/dl6" "$WORK/pattern"
+up4=$(LAN curl -sS --max-time 30 -T "$WORK/pattern" "http://$SRV_IP4:$HTTP_PORT/upload")
+check "20 MB upload over IPv4 intact ($up4)" [ "$up4" = "received=$N crc32=$want_crc" ]
+up6=$(LAN curl -sS -g --max-time 30 -T - "http://[$SRV_IP6]:$HTTP_PORT/upload" <"$WORK/pattern")
+check "20 MB chunked upload over IPv6 intact ($up6)" [ "$up6" = "received=$N crc32=$want_crc" ]
+# field DIRECTION KEY STATS: one counter from netlab_stats output.
+field() { echo "$3" | awk -v d="$1" -v k="$2=" '$1 == d { for (i = 2; i <= NF; i++) if (index($i, k) == 1) print substr($i, length(k) + 1) }'; }
+stats=$(netlab_stats)
+check "delay line dropped nothing so far (up $(field up dropped_frames "$stats"), down $(field down dropped_frames "$stats"))" \
+	eval '[ -n "$stats" ] && ! echo "$stats" | grep -q "dropped_frames=[1-9]"'
+
+# A 200 Mbit/s UDP burst with 20 ms in flight fits the delay line's queue.
+netlab_set_delay 20 20
+s0=$(netlab_stats)
+loss=$(LAN timeout 15 iperf3 -c "$SRV_IP4" -p "$IPERF_PORT" -u -b 200M -l 1400 -t 1 -f m 2>&1 |
+	awk '/receiver/ { for (i = 1; i <= NF; i++) if ($i ~ /^\(.*%\)$/) { gsub(/[()%]/, "", $i); print $i } }')
+s1=$(netlab_stats)
+fw=$(($(field up fwd_frames "$s1") - $(field up fwd_frames "$s0")))
+dr=$(($(field up dropped_frames "$s1") - $(field up dropped_frames "$s0")))
+check "200 Mbit/s UDP burst: delay line forwarded $fw frames, dropped $dr (iperf3 loss ${loss:-?}%)" \
+	eval '[ "$fw" -gt 15000 ] && [ "$dr" = 0 ]'
+
+# --- shaping: iperf3 goodput vs the HTB rate ---
+netlab_set_delay 5 5
+iperf_mbit() { # extra iperf3 args...; prints receiver goodput in Mbit/s
+	LAN timeout 20 iperf3 -c "$SRV_IP4" -p "$IPERF_PORT" -t 4 -O 1 -f m --connect-timeout 3000 "$@" 2>&1 |
+		awk '/receiver/ { for (i = 1; i <= NF; i++) if ($i == "Mbits/sec") r = $(i - 1) } END { print r + 0 }'
+}
+netlab_shape down 20 || nok "netlab_shape down 20"
+r=$(iperf_mbit -R)
+check "down shaped to 20 Mbit/s: iperf3 -R goodput $r Mbit/s within 10%" near "$r" 20 2
+netlab_unshape
+netlab_shape up 10 100 || nok "netlab_shape up 10 100"
+r=$(iperf_mbit)
+check "up shaped to 10 Mbit/s: iperf3 goodput $r Mbit/s within 10%" near "$r" 10 1
+netlab_unshape
+
+# --- outage ---
+netlab_link down || nok "netlab_link down"
+check "pings fail while the link is down" eval '! LAN ping -n -q -c 3 -i 0.2 -W 1 "$SRV_IP4" >/dev/null'
+check "delay line counted link-down drops" eval 'netlab_stats | grep -q "drop_link_down=[1-9]"'
+netlab_link up || nok "netlab_link up"
+check "pings work again after the link is up" netlab_wait_ping lan "$SRV_IP4" 5
+# A TCP transfer across a 1 s outage recovers and stays intact.
+LAN curl -sS --max-time 30 --limit-rate 1M -o "$WORK/dlo" "http://$SRV_IP4:$HTTP_PORT/bytes/2000000" &
+cpid=$!
+sleep 0.5
+netlab_link down
+sleep 1
+netlab_link up
+wait "$cpid"
+check "2 MB download across a 1 s outage completes intact" cmp -s "$WORK/dlo" <(head -c 2000000 "$WORK/pattern")
+
+# --- teardown leaves nothing behind ---
+pids=$(for ns in $NS_LAN $NS_ROUTER $NS_WANEM $NS_WAN; do ip netns pids "$ns"; done)
+netlab_down
+netlab_down # idempotent
+left_ns=$(ip netns list | grep -c "^$NETLAB_PREFIX-")
+left_pids=
+for _ in $(seq 40); do
+	left_pids=$(for p in $pids; do [ -e "/proc/$p" ] && echo "$p"; done)
+	[ -z "$left_pids" ] && break
+	sleep 0.05
+done
+check "netlab_down removes all namespaces ($left_ns left)" [ "$left_ns" = 0 ]
+check "netlab_down ends all processes (left: ${left_pids:-none})" [ -z "$left_pids" ]
+finish

@@ -1,0 +1,278 @@
+/*
+ * Unit tests of the userspace modules that need no kernel: flag parsing,
+ * default-route discovery, logfmt quoting, Prometheus rendering. Built with
+ * ASan/UBSan by `make unit`.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "log.h"
+#include "metrics.h"
+#include "netif.h"
+#include "report.h"
+
+static int passed, failed;
+
+static void check(int cond, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void check(int cond, const char *fmt, ...)
+{
+	va_list ap;
+
+	printf(cond ? "ok - " : "not ok - ");
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf("\n");
+	if (cond)
+		passed++;
+	else
+		failed++;
+}
+
+static void test_duration(void)
+{
+	static const struct {
+		const char *in;
+		int ok;
+		uint64_t ms;
+	} cases[] = {
+		{"1s", 1, 1000},   {"250ms", 1, 250}, {"2", 1, 2000},   {"1.5s", 1, 1500},
+		{"2m", 1, 120000}, {"1h", 1, 3600000}, {"", 0, 0},       {"-1s", 0, 0},
+		{"1x", 0, 0},      {"s", 0, 0},       {"nan", 0, 0},    {"inf", 0, 0},
+		{"1e30s", 0, 0},   {"10 s", 0, 0},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		uint64_t ms = 0;
+		int err = parse_duration_ms(cases[i].in, &ms);
+
+		check(cases[i].ok ? (!err && ms == cases[i].ms) : err != 0,
+		      "duration '%s' -> %s", cases[i].in,
+		      cases[i].ok ? "value" : "rejected");
+	}
+}
+
+static void test_listen(void)
+{
+	struct listen_addr a;
+
+	check(!parse_listen(":8000", &a) && a.any && a.ss.ss_family == AF_INET6 &&
+		      ntohs(((struct sockaddr_in6 *)&a.ss)->sin6_port) == 8000,
+	      "listen :8000 is dual-stack any");
+	check(!parse_listen("127.0.0.1:9100", &a) && a.ss.ss_family == AF_INET &&
+		      !a.any && !strcmp(a.text, "127.0.0.1:9100"),
+	      "listen 127.0.0.1:9100");
+	check(!parse_listen("[::1]:8000", &a) && a.ss.ss_family == AF_INET6 && !a.any &&
+		      !strcmp(a.text, "[::1]:8000"),
+	      "listen [::1]:8000");
+	check(!parse_listen("localhost:8000", &a) && a.ss.ss_family == AF_INET,
+	      "listen localhost:8000");
+	check(!parse_listen("[2001:db8::1]:80", &a), "listen [2001:db8::1]:80");
+	const char *bad[] = {"8000", ":0", ":65536", ":-1", ":80x", "1.2.3:80",
+			     "[::1:80", "[::1]80", "host.example:80", ":", "", "::1:80"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		check(parse_listen(bad[i], &a) != 0, "listen '%s' rejected", bad[i]);
+}
+
+static int parse(char *err, size_t errlen, struct config *cfg, ...)
+{
+	char *argv[16] = {"ispmon"};
+	int argc = 1;
+	va_list ap;
+	char *s;
+
+	va_start(ap, cfg);
+	while ((s = va_arg(ap, char *)) && argc < 15)
+		argv[argc++] = s;
+	va_end(ap);
+	argv[argc] = NULL;
+	return config_parse(argc, argv, cfg, err, errlen);
+}
+
+static void test_config(void)
+{
+	struct config cfg;
+	char err[256];
+	int r;
+
+	r = parse(err, sizeof(err), &cfg, NULL);
+	check(r == CONFIG_RUN && !cfg.iface[0] && cfg.interval_ms == 1000 &&
+		      cfg.listen.any && cfg.log_level == LOG_INFO,
+	      "defaults: default-route iface, :8000, 1s, info");
+	r = parse(err, sizeof(err), &cfg, "--iface", "eth1", "-l", "127.0.0.1:9", "--interval",
+		  "200ms", "--log-level", "debug", "--btf", "/x", NULL);
+	check(r == CONFIG_RUN && !strcmp(cfg.iface, "eth1") && cfg.interval_ms == 200 &&
+		      cfg.log_level == LOG_DEBUG && cfg.btf_path && !strcmp(cfg.btf_path, "/x"),
+	      "all flags parsed");
+	r = parse(err, sizeof(err), &cfg, "--iface=wan0", NULL);
+	check(r == CONFIG_RUN && !strcmp(cfg.iface, "wan0"), "--iface=VALUE form");
+
+	static const struct {
+		const char *a, *b, *want;
+	} bad[] = {
+		{"--bogus", NULL, "unknown option '--bogus'"},
+		{"--iface", NULL, "needs a value"},
+		{"--iface", "averyveryverylongname", "invalid interface name"},
+		{"--iface", "a/b", "invalid interface name"},
+		{"--listen", "nope", "invalid listen address 'nope'"},
+		{"--interval", "10ms", "invalid interval '10ms'"},
+		{"--interval", "2h", "invalid interval"},
+		{"--log-level", "loud", "invalid log level 'loud'"},
+		{"extra", NULL, "unexpected argument 'extra'"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err[0] = 0;
+		r = parse(err, sizeof(err), &cfg, bad[i].a, bad[i].b, NULL);
+		check(r == -EINVAL && strstr(err, bad[i].want) && !strchr(err, '\n'),
+		      "bad flags %s %s -> one-line error (%s)", bad[i].a,
+		      bad[i].b ? bad[i].b : "", err);
+	}
+}
+
+static FILE *mem(const char *s)
+{
+	return fmemopen((void *)s, strlen(s), "r");
+}
+
+static void test_default_route(void)
+{
+	static const char r4[] =
+		"Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n"
+		"eth1\t00000000\t010012AC\t0003\t0\t0\t200\t00000000\t0\t0\t0\n"
+		"eth0\t00000000\t0100A8C0\t0003\t0\t0\t100\t00000000\t0\t0\t0\n"
+		"eth0\t0000A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n";
+	static const char r4_none[] =
+		"Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n"
+		"eth0\t0000A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n";
+	static const char r6[] =
+		"20010db8000000000000000000000000 40 00000000000000000000000000000000 00 "
+		"00000000000000000000000000000000 00000100 00000001 00000000 00000001 eth0\n"
+		"00000000000000000000000000000000 00 00000000000000000000000000000000 00 "
+		"fe800000000000000000000000000001 00000400 00000001 00000000 00000003 ppp0\n"
+		"00000000000000000000000000000000 00 00000000000000000000000000000000 00 "
+		"00000000000000000000000000000000 ffffffff 00000001 00000000 00200200 lo\n";
+	char name[IF_NAMESIZE];
+	FILE *a, *b;
+
+	a = mem(r4);
+	b = mem(r6);
+	check(!netif_default_route(a, b, name) && !strcmp(name, "eth0"),
+	      "IPv4 default route with the lowest metric wins (%s)", name);
+	fclose(a);
+	fclose(b);
+	a = mem(r4_none);
+	b = mem(r6);
+	check(!netif_default_route(a, b, name) && !strcmp(name, "ppp0"),
+	      "IPv6 default route when IPv4 has none (%s)", name);
+	fclose(a);
+	fclose(b);
+	a = mem(r4_none);
+	check(netif_default_route(a, NULL, name) == -ENOENT, "no default route -> ENOENT");
+	fclose(a);
+	check(netif_lookup("no-such-if0", &(struct netif){0}) == -ENODEV,
+	      "unknown interface -> ENODEV");
+	check(!netif_arphrd_is_l3(1) && netif_arphrd_is_l3(512) && netif_arphrd_is_l3(65534),
+	      "ARPHRD: ether has L2, ppp and none are L3");
+}
+
+static void test_log_quote(void)
+{
+	char buf[64];
+
+	check(!strcmp(log_quote(buf, sizeof(buf), "a \"b\"\\c\n"), "\"a \\\"b\\\"\\\\c\""),
+	      "logfmt quoting escapes quotes and backslashes, drops newlines");
+	check(strlen(log_quote(buf, 8, "0123456789abcdef")) < 8, "logfmt quoting truncates safely");
+}
+
+static void test_metrics(void)
+{
+	struct mbuf b;
+
+	mbuf_init(&b);
+	mbuf_label_value(&b, "a\"b\\c\nd");
+	check(b.len && !strcmp(b.p, "a\\\"b\\\\c\\nd"), "label value escaping");
+	mbuf_free(&b);
+
+	/* Growth well past the initial capacity. */
+	for (int i = 0; i < 10000; i++)
+		mbuf_printf(&b, "line %d\n", i);
+	check(!b.err && strstr(b.p, "line 9999\n") != NULL, "buffer grows");
+	mbuf_free(&b);
+
+	prom_f64(&b, "x", NULL, NAN);
+	prom_f64(&b, "y", "a=\"1\"", INFINITY);
+	prom_u64(&b, "z", NULL, 18446744073709551615ULL);
+	check(!strcmp(b.p, "x NaN\ny{a=\"1\"} +Inf\nz 18446744073709551615\n"),
+	      "special float values and u64 max");
+	mbuf_free(&b);
+
+	struct metrics_store st;
+	char *text;
+	size_t len;
+
+	metrics_store_init(&st);
+	check(metrics_store_copy(&st, &text, &len) == -ENODATA, "empty store -> ENODATA");
+	mbuf_printf(&b, "hello\n");
+	metrics_store_publish(&st, &b);
+	check(!metrics_store_copy(&st, &text, &len) && len == 6 && !strcmp(text, "hello\n"),
+	      "store publishes and copies");
+	free(text);
+	metrics_store_destroy(&st);
+}
+
+static void test_report(void)
+{
+	struct report r = {.version = "1.2\"x", .iface = "wan0", .ifindex = 3,
+			   .attach_mode = "tc", .interval_s = 1};
+	struct ispmon_dir_stats s[ISPMON_DIR_MAX] = {0};
+	struct mbuf b;
+
+	s[ISPMON_DIR_DOWNLOAD].bytes = 1000;
+	s[ISPMON_DIR_UPLOAD].bytes = 10;
+	report_update(&r, s, 0.5);
+	check(!r.have_rate, "no rate after the first reading");
+	s[ISPMON_DIR_DOWNLOAD].bytes = 3000;
+	s[ISPMON_DIR_DOWNLOAD].packets = 7;
+	s[ISPMON_DIR_UPLOAD].bytes = 110;
+	s[ISPMON_DIR_UPLOAD].l3_packets[ISPMON_L3_IPV6] = 4;
+	report_update(&r, s, 0.5);
+	check(r.have_rate && fabs(r.rate_Bps[ISPMON_DIR_DOWNLOAD] - 4000) < 1e-9 &&
+		      fabs(r.rate_Bps[ISPMON_DIR_UPLOAD] - 200) < 1e-9,
+	      "rate = delta bytes / dt");
+
+	mbuf_init(&b);
+	report_render(&r, &b);
+	check(!b.err, "render ok");
+	check(strstr(b.p, "ispmon_passive_bytes_total{direction=\"download\"} 3000\n") != NULL,
+	      "download bytes rendered");
+	check(strstr(b.p, "ispmon_passive_packets_total{direction=\"download\"} 7\n") != NULL,
+	      "download packets rendered");
+	check(strstr(b.p, "ispmon_passive_protocol_packets_total{direction=\"upload\",protocol=\"ipv6\"} 4\n") != NULL,
+	      "per-protocol packets rendered");
+	check(strstr(b.p, "ispmon_passive_throughput_bytes_per_second{direction=\"upload\"} 200\n") != NULL,
+	      "throughput rendered");
+	check(strstr(b.p, "ispmon_build_info{version=\"1.2\\\"x\"} 1\n") != NULL,
+	      "build info label escaped");
+	check(strstr(b.p, "# TYPE ispmon_passive_bytes_total counter\n") != NULL,
+	      "counter TYPE line");
+	mbuf_free(&b);
+}
+
+int main(void)
+{
+	log_set_level(LOG_ERROR);
+	test_duration();
+	test_listen();
+	test_config();
+	test_default_route();
+	test_log_quote();
+	test_metrics();
+	test_report();
+	printf("%d passed, %d failed\n", passed, failed);
+	return failed ? 1 : 0;
+}

@@ -1,0 +1,227 @@
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_LISTEN ":8000"
+#define DEFAULT_INTERVAL_MS 1000
+#define MIN_INTERVAL_MS 50
+#define MAX_INTERVAL_MS (3600 * 1000)
+
+static const char usage[] =
+	"Usage: ispmon [OPTIONS]\n"
+	"Passive internet-line monitor: eBPF on the WAN interface, Prometheus metrics.\n"
+	"\n"
+	"  -i, --iface IF         WAN interface to watch (default: the default-route one)\n"
+	"  -l, --listen ADDR:PORT address for /metrics (default " DEFAULT_LISTEN ", all addresses)\n"
+	"  -n, --interval DUR     how often the kernel maps are read (default 1s; e.g. 500ms, 2s)\n"
+	"      --log-level L      debug, info, warn or error (default info)\n"
+	"      --btf FILE         kernel BTF to use instead of /sys/kernel/btf/vmlinux\n"
+	"  -h, --help             this text\n"
+	"  -V, --version          print the version\n";
+
+int parse_duration_ms(const char *s, uint64_t *out)
+{
+	char *end;
+	double v, mult;
+
+	if (!s || !*s)
+		return -EINVAL;
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || !isfinite(v) || v < 0)
+		return -EINVAL;
+	if (!*end || !strcmp(end, "s"))
+		mult = 1000;
+	else if (!strcmp(end, "ms"))
+		mult = 1;
+	else if (!strcmp(end, "m"))
+		mult = 60 * 1000;
+	else if (!strcmp(end, "h"))
+		mult = 3600 * 1000;
+	else
+		return -EINVAL;
+	v *= mult;
+	if (v > 1e12)
+		return -ERANGE;
+	*out = (uint64_t)(v + 0.5);
+	return 0;
+}
+
+static int parse_port(const char *s, uint16_t *port)
+{
+	char *end;
+	unsigned long v;
+
+	if (!*s || *s == '-' || *s == '+')
+		return -EINVAL;
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || *end || v == 0 || v > 65535)
+		return -EINVAL;
+	*port = (uint16_t)v;
+	return 0;
+}
+
+int parse_listen(const char *s, struct listen_addr *out)
+{
+	char host[64];
+	const char *colon;
+	size_t hlen;
+	uint16_t port;
+	int bracketed = s && s[0] == '[';
+
+	memset(out, 0, sizeof(*out));
+	if (!s || strlen(s) >= sizeof(out->text))
+		return -EINVAL;
+	if (bracketed) {
+		const char *rb = strchr(s, ']');
+
+		if (!rb || rb[1] != ':')
+			return -EINVAL;
+		hlen = (size_t)(rb - s - 1);
+		colon = rb + 1;
+		s++;
+	} else {
+		colon = strrchr(s, ':');
+		if (!colon)
+			return -EINVAL;
+		hlen = (size_t)(colon - s);
+	}
+	if (hlen >= sizeof(host))
+		return -EINVAL;
+	memcpy(host, s, hlen);
+	host[hlen] = 0;
+	/* An IPv6 address must be bracketed, or "::1:80" would be ambiguous. */
+	if (!bracketed && strchr(host, ':'))
+		return -EINVAL;
+	if (parse_port(colon + 1, &port))
+		return -EINVAL;
+
+	if (!hlen || !strcmp(host, "*")) {
+		struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&out->ss;
+
+		/* Dual-stack [::]; the server falls back to 0.0.0.0 when the
+		 * host has IPv6 disabled. */
+		a6->sin6_family = AF_INET6;
+		a6->sin6_port = htons(port);
+		a6->sin6_addr = in6addr_any;
+		out->len = sizeof(*a6);
+		out->any = 1;
+		snprintf(out->text, sizeof(out->text), ":%u", port);
+		return 0;
+	}
+	if (!strcmp(host, "localhost"))
+		strcpy(host, "127.0.0.1");
+	{
+		struct sockaddr_in *a4 = (struct sockaddr_in *)&out->ss;
+		struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&out->ss;
+
+		if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+			a4->sin_family = AF_INET;
+			a4->sin_port = htons(port);
+			out->len = sizeof(*a4);
+			snprintf(out->text, sizeof(out->text), "%s:%u", host, port);
+			return 0;
+		}
+		if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+			a6->sin6_family = AF_INET6;
+			a6->sin6_port = htons(port);
+			out->len = sizeof(*a6);
+			snprintf(out->text, sizeof(out->text), "[%s]:%u", host, port);
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+enum { OPT_LOG_LEVEL = 0x100, OPT_BTF };
+
+static const struct option long_opts[] = {
+	{"iface", required_argument, NULL, 'i'},
+	{"listen", required_argument, NULL, 'l'},
+	{"interval", required_argument, NULL, 'n'},
+	{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+	{"btf", required_argument, NULL, OPT_BTF},
+	{"help", no_argument, NULL, 'h'},
+	{"version", no_argument, NULL, 'V'},
+	{NULL, 0, NULL, 0},
+};
+
+int config_parse(int argc, char **argv, struct config *cfg, char *err,
+		 size_t errlen)
+{
+	int c;
+
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->interval_ms = DEFAULT_INTERVAL_MS;
+	cfg->log_level = LOG_INFO;
+	parse_listen(DEFAULT_LISTEN, &cfg->listen);
+
+	optind = 1;
+	opterr = 0; /* we report errors ourselves, in one line */
+	while ((c = getopt_long(argc, argv, ":i:l:n:hV", long_opts, NULL)) != -1) {
+		switch (c) {
+		case 'i':
+			if (!*optarg || strlen(optarg) >= sizeof(cfg->iface) ||
+			    strchr(optarg, '/') || strchr(optarg, ' ')) {
+				snprintf(err, errlen, "invalid interface name '%s'", optarg);
+				return -EINVAL;
+			}
+			strcpy(cfg->iface, optarg);
+			break;
+		case 'l':
+			if (parse_listen(optarg, &cfg->listen)) {
+				snprintf(err, errlen,
+					 "invalid listen address '%s' (want ADDR:PORT, e.g. :8000 or [::1]:8000)",
+					 optarg);
+				return -EINVAL;
+			}
+			break;
+		case 'n':
+			if (parse_duration_ms(optarg, &cfg->interval_ms) ||
+			    cfg->interval_ms < MIN_INTERVAL_MS ||
+			    cfg->interval_ms > MAX_INTERVAL_MS) {
+				snprintf(err, errlen,
+					 "invalid interval '%s' (want a duration from 50ms to 1h, e.g. 1s)",
+					 optarg);
+				return -EINVAL;
+			}
+			break;
+		case OPT_LOG_LEVEL:
+			if (log_parse_level(optarg, &cfg->log_level)) {
+				snprintf(err, errlen,
+					 "invalid log level '%s' (want debug, info, warn or error)",
+					 optarg);
+				return -EINVAL;
+			}
+			break;
+		case OPT_BTF:
+			cfg->btf_path = optarg;
+			break;
+		case 'h':
+			fputs(usage, stdout);
+			return CONFIG_EXIT_OK;
+		case 'V':
+			printf("ispmon %s\n", ISPMON_VERSION);
+			return CONFIG_EXIT_OK;
+		case ':':
+			snprintf(err, errlen, "option '%s' needs a value", argv[optind - 1]);
+			return -EINVAL;
+		default:
+			snprintf(err, errlen, "unknown option '%s' (see --help)",
+				 argv[optind - 1]);
+			return -EINVAL;
+		}
+	}
+	if (optind < argc) {
+		snprintf(err, errlen, "unexpected argument '%s' (see --help)", argv[optind]);
+		return -EINVAL;
+	}
+	return CONFIG_RUN;
+}

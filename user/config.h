@@ -1,0 +1,44 @@
+/* Command line: parsing and validation, no side effects. */
+#ifndef ISPMON_CONFIG_H
+#define ISPMON_CONFIG_H
+
+#include <net/if.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "log.h"
+
+struct listen_addr {
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int any; /* ":PORT": all addresses, both families where possible */
+	char text[80];
+};
+
+struct config {
+	char iface[IF_NAMESIZE]; /* empty: the default-route interface */
+	struct listen_addr listen;
+	uint64_t interval_ms;
+	enum log_level log_level;
+	const char *btf_path; /* custom kernel BTF, NULL: the running kernel's */
+};
+
+enum config_result {
+	CONFIG_RUN = 0,     /* go on */
+	CONFIG_EXIT_OK = 1, /* --help or --version was printed */
+};
+
+/*
+ * Parse argv into cfg. Returns CONFIG_RUN, CONFIG_EXIT_OK, or -EINVAL with
+ * a one-line reason in err.
+ */
+int config_parse(int argc, char **argv, struct config *cfg, char *err,
+		 size_t errlen);
+
+/* "1s", "250ms", "2m", "1h", "1.5s"; a bare number means seconds. */
+int parse_duration_ms(const char *s, uint64_t *out);
+/* ":8000", "0.0.0.0:8000", "[::1]:8000", "127.0.0.1:9100", "localhost:8000" */
+int parse_listen(const char *s, struct listen_addr *out);
+
+#endif

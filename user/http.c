@@ -1,0 +1,176 @@
+#include "http.h"
+
+#include <errno.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "log.h"
+
+/* Bounds that keep slow or stuck clients from tying the server up. */
+#define CONN_LIMIT 256
+#define CONN_TIMEOUT_S 10
+
+#define PROM_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
+
+struct http_server {
+	struct MHD_Daemon *mhd;
+	struct metrics_store *store;
+	int fd;
+};
+
+static const char landing[] =
+	"<!DOCTYPE html>\n"
+	"<html lang=\"en\"><head><meta charset=\"utf-8\">"
+	"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+	"<title>ispmon</title></head>\n"
+	"<body style=\"font-family:sans-serif;max-width:40em;margin:2em auto\">"
+	"<h1>ispmon</h1>"
+	"<p>Passive monitor of this router's internet line.</p>"
+	"<p><a href=\"/metrics\">Metrics</a> (Prometheus text format)</p>"
+	"</body></html>\n";
+
+static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status,
+			     const char *type, void *body, size_t len,
+			     enum MHD_ResponseMemoryMode mode)
+{
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+
+	resp = MHD_create_response_from_buffer(len, body, mode);
+	if (!resp) {
+		if (mode == MHD_RESPMEM_MUST_FREE)
+			free(body);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+	if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+	ret = MHD_queue_response(conn, status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+static enum MHD_Result text_reply(struct MHD_Connection *conn, unsigned status,
+				  const char *msg)
+{
+	return reply(conn, status, "text/plain; charset=utf-8", (void *)msg,
+		     strlen(msg), MHD_RESPMEM_PERSISTENT);
+}
+
+static enum MHD_Result handle(void *cls, struct MHD_Connection *conn,
+			      const char *url, const char *method,
+			      const char *version, const char *upload_data,
+			      size_t *upload_data_size, void **con_cls)
+{
+	struct http_server *srv = cls;
+
+	/* Requests carry no body we want: refuse one rather than buffer it. */
+	if (*upload_data_size)
+		return text_reply(conn, MHD_HTTP_CONTENT_TOO_LARGE, "no request body expected\n");
+	if (strcmp(method, MHD_HTTP_METHOD_GET) && strcmp(method, MHD_HTTP_METHOD_HEAD))
+		return text_reply(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n");
+
+	if (!strcmp(url, "/metrics")) {
+		char *text;
+		size_t len;
+		int err = metrics_store_copy(srv->store, &text, &len);
+
+		if (err == -ENODATA)
+			return text_reply(conn, MHD_HTTP_SERVICE_UNAVAILABLE,
+					  "no data collected yet\n");
+		if (err)
+			return text_reply(conn, MHD_HTTP_INTERNAL_SERVER_ERROR,
+					  "out of memory\n");
+		return reply(conn, MHD_HTTP_OK, PROM_CONTENT_TYPE, text, len,
+			     MHD_RESPMEM_MUST_FREE);
+	}
+	if (!strcmp(url, "/"))
+		return reply(conn, MHD_HTTP_OK, "text/html; charset=utf-8",
+			     (void *)landing, sizeof(landing) - 1, MHD_RESPMEM_PERSISTENT);
+	return text_reply(conn, MHD_HTTP_NOT_FOUND, "not found\n");
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char msg[512], q[600];
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	log_debug("libmicrohttpd", "detail=%s", log_quote(q, sizeof(q), msg));
+}
+
+static int listen_socket(const struct listen_addr *addr)
+{
+	const struct sockaddr *sa = (const struct sockaddr *)&addr->ss;
+	struct sockaddr_in any4 = {.sin_family = AF_INET};
+	socklen_t len = addr->len;
+	int one = 1, zero = 0, fd, err;
+
+	fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 && addr->any && errno == EAFNOSUPPORT) {
+		/* No IPv6 on this host: all IPv4 addresses instead. */
+		any4.sin_port = ((const struct sockaddr_in6 *)sa)->sin6_port;
+		sa = (const struct sockaddr *)&any4;
+		len = sizeof(any4);
+		fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	}
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (sa->sa_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, addr->any ? &zero : &one,
+			   sizeof(int));
+	if (bind(fd, sa, len) || listen(fd, 64)) {
+		err = -errno;
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+int http_server_start(const struct listen_addr *addr, struct metrics_store *store,
+		      struct http_server **out)
+{
+	struct http_server *srv;
+	int fd;
+
+	srv = calloc(1, sizeof(*srv));
+	if (!srv)
+		return -ENOMEM;
+	fd = listen_socket(addr);
+	if (fd < 0) {
+		free(srv);
+		return fd;
+	}
+	srv->fd = fd;
+	srv->store = store;
+	/* One internal epoll thread: non-blocking I/O, so a slow client costs
+	 * a connection slot, not a thread. */
+	srv->mhd = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG,
+				    0, NULL, NULL, handle, srv,
+				    MHD_OPTION_LISTEN_SOCKET, fd,
+				    MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONN_LIMIT,
+				    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONN_TIMEOUT_S,
+				    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+				    MHD_OPTION_END);
+	if (!srv->mhd) {
+		close(fd);
+		free(srv);
+		return -EIO;
+	}
+	*out = srv;
+	return 0;
+}
+
+void http_server_stop(struct http_server *srv)
+{
+	if (!srv)
+		return;
+	/* MHD_stop_daemon closes the listen socket it was given. */
+	MHD_stop_daemon(srv->mhd);
+	free(srv);
+}

@@ -1,0 +1,19 @@
+/* The web endpoint: /metrics and a landing page, served by libmicrohttpd. */
+#ifndef ISPMON_HTTP_H
+#define ISPMON_HTTP_H
+
+#include "config.h"
+#include "metrics.h"
+
+struct http_server;
+
+/*
+ * Bind and listen on addr, then serve from store in libmicrohttpd's own
+ * thread. Binding happens here, before anything is attached, so a busy port
+ * fails early. Returns 0 or a negative errno.
+ */
+int http_server_start(const struct listen_addr *addr, struct metrics_store *store,
+		      struct http_server **out);
+void http_server_stop(struct http_server *srv);
+
+#endif

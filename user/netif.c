@@ -1,0 +1,100 @@
+#include "netif.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <net/if_arp.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int default_route4(FILE *f, char name[IF_NAMESIZE])
+{
+	char line[512], ifn[IF_NAMESIZE];
+	unsigned long dest, mask, metric, best = ULONG_MAX;
+	unsigned flags;
+	int found = -ENOENT;
+
+	/* Iface Destination Gateway Flags RefCnt Use Metric Mask ... (hex) */
+	if (!fgets(line, sizeof(line), f))
+		return -ENOENT;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%15s %lx %*x %x %*d %*d %lu %lx", ifn, &dest,
+			   &flags, &metric, &mask) != 5)
+			continue;
+		/* RTF_UP (0x1); a default route has dest and mask 0. */
+		if (dest || mask || !(flags & 0x1) || metric >= best)
+			continue;
+		best = metric;
+		snprintf(name, IF_NAMESIZE, "%s", ifn);
+		found = 0;
+	}
+	return found;
+}
+
+static int default_route6(FILE *f, char name[IF_NAMESIZE])
+{
+	char line[512], dst[33], ifn[IF_NAMESIZE];
+	unsigned plen, flags;
+	unsigned long metric, best = ULONG_MAX;
+	int found = -ENOENT;
+
+	/* dst plen src plen nexthop metric refcnt use flags iface */
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%32s %x %*s %*x %*s %lx %*x %*x %x %15s", dst,
+			   &plen, &metric, &flags, ifn) != 5)
+			continue;
+		/* ::/0, up (RTF_UP), not the loopback reject route. */
+		if (plen || strspn(dst, "0") != 32 || !(flags & 0x1) ||
+		    !strcmp(ifn, "lo") || metric >= best)
+			continue;
+		best = metric;
+		snprintf(name, IF_NAMESIZE, "%s", ifn);
+		found = 0;
+	}
+	return found;
+}
+
+int netif_default_route(FILE *route4, FILE *route6, char name[IF_NAMESIZE])
+{
+	if (route4 && !default_route4(route4, name))
+		return 0;
+	if (route6 && !default_route6(route6, name))
+		return 0;
+	return -ENOENT;
+}
+
+bool netif_arphrd_is_l3(unsigned short arphrd)
+{
+	switch (arphrd) {
+	case ARPHRD_ETHER:
+	case ARPHRD_LOOPBACK: /* lo carries a zeroed Ethernet header */
+		return false;
+	default:
+		/* ARPHRD_PPP, ARPHRD_NONE (tun, wireguard), ARPHRD_RAWIP, ... */
+		return true;
+	}
+}
+
+int netif_lookup(const char *name, struct netif *nif)
+{
+	char path[64 + IF_NAMESIZE];
+	unsigned type;
+	FILE *f;
+	int n;
+
+	memset(nif, 0, sizeof(*nif));
+	nif->ifindex = (int)if_nametoindex(name);
+	if (!nif->ifindex)
+		return -ENODEV;
+	snprintf(nif->name, sizeof(nif->name), "%s", name);
+	snprintf(path, sizeof(path), "/sys/class/net/%s/type", name);
+	f = fopen(path, "r");
+	if (!f)
+		return -ENODEV;
+	n = fscanf(f, "%u", &type);
+	fclose(f);
+	if (n != 1)
+		return -EIO;
+	nif->arphrd = (unsigned short)type;
+	nif->l3 = netif_arphrd_is_l3(nif->arphrd);
+	return 0;
+}

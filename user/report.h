@@ -1,0 +1,34 @@
+/* Everything /metrics shows, gathered once per interval, and its rendering. */
+#ifndef ISPMON_REPORT_H
+#define ISPMON_REPORT_H
+
+#include <linux/types.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "flow.h"
+#include "metrics.h"
+
+struct report {
+	const char *version;
+	const char *iface;
+	int ifindex;
+	bool l3_iface;
+	const char *attach_mode; /* "tc" */
+	double start_time;       /* unix seconds */
+	double interval_s;
+
+	struct ispmon_dir_stats totals[ISPMON_DIR_MAX];
+	bool have_rate;
+	double rate_Bps[ISPMON_DIR_MAX]; /* bytes/s over the last interval */
+
+	uint64_t collections;
+	uint64_t collect_errors;
+};
+
+/* Fold a new reading taken dt seconds after the previous one. */
+void report_update(struct report *r, const struct ispmon_dir_stats now[ISPMON_DIR_MAX],
+		   double dt);
+void report_render(const struct report *r, struct mbuf *b);
+
+#endif
