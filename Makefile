@@ -89,7 +89,8 @@ run: deps
 
 lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,style,performance,portability \
-		--inline-suppr --std=c11 -D__linux__ -I headers -I user \
+		--inline-suppr --std=c11 -D__linux__ -I headers -I user -I $(OUT) \
+		'-DLIBBPF_OPTS(TYPE,NAME,...)=struct TYPE NAME = {.sz = sizeof(struct TYPE), __VA_ARGS__}' \
 		--suppress=missingIncludeSystem --suppress=unusedFunction \
 		user tests/unit tests/tools
 

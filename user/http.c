@@ -108,7 +108,7 @@ static int listen_socket(const struct listen_addr *addr)
 	const struct sockaddr *sa = (const struct sockaddr *)&addr->ss;
 	struct sockaddr_in any4 = {.sin_family = AF_INET};
 	socklen_t len = addr->len;
-	int one = 1, zero = 0, fd, err;
+	int one = 1, zero = 0, fd;
 
 	fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0 && addr->any && errno == EAFNOSUPPORT) {
@@ -125,7 +125,7 @@ static int listen_socket(const struct listen_addr *addr)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, addr->any ? &zero : &one,
 			   sizeof(int));
 	if (bind(fd, sa, len) || listen(fd, 64)) {
-		err = -errno;
+		int err = -errno;
 		close(fd);
 		return err;
 	}

@@ -98,11 +98,11 @@ static int check_btf(const struct config *cfg)
 {
 	const char *path = cfg->btf_path ? cfg->btf_path : KERNEL_BTF;
 	struct btf *btf;
-	char q[300];
 
 	btf = btf__parse(path, NULL);
 	if (!btf) {
 		int err = -errno;
+		char q[300];
 
 		log_error(cfg->btf_path ? "cannot read the BTF file given with --btf"
 					: "kernel BTF not found: needs CONFIG_DEBUG_INFO_BTF=y, or pass --btf FILE",

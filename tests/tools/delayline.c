@@ -141,6 +141,7 @@ static int recv_frame(struct dir *d, struct slot *s)
 {
 	union {
 		struct cmsghdr h;
+		/* cppcheck-suppress unusedStructMember ; sizes the union */
 		char buf[CMSG_SPACE(sizeof(struct tpacket_auxdata))];
 	} ctl;
 	struct sockaddr_ll from;

@@ -251,8 +251,10 @@ static int serve(struct conn *c, char *method, char *target, uint64_t *sent)
 		return reply(c->fd, 400, "bad request line\n"), 400;
 
 	uint64_t clen = 0;
-	int has_clen = 0, chunked = 0, expect = 0, n, i;
+	int has_clen = 0, chunked = 0, expect = 0, i;
 	for (i = 0; i < MAX_HEADERS; i++) {
+		int n;
+
 		if ((n = read_line(c, line, sizeof(line))) < 0)
 			return reply(c->fd, 400, "bad header\n"), 400;
 		if (n == 0)

@@ -100,16 +100,16 @@ static void test_config(void)
 	char err[256];
 	int r;
 
-	r = parse(err, sizeof(err), &cfg, NULL);
+	r = parse(err, sizeof(err), &cfg, (char *)NULL);
 	check(r == CONFIG_RUN && !cfg.iface[0] && cfg.interval_ms == 1000 &&
 		      cfg.listen.any && cfg.log_level == LOG_INFO,
 	      "defaults: default-route iface, :8000, 1s, info");
 	r = parse(err, sizeof(err), &cfg, "--iface", "eth1", "-l", "127.0.0.1:9", "--interval",
-		  "200ms", "--log-level", "debug", "--btf", "/x", NULL);
+		  "200ms", "--log-level", "debug", "--btf", "/x", (char *)NULL);
 	check(r == CONFIG_RUN && !strcmp(cfg.iface, "eth1") && cfg.interval_ms == 200 &&
 		      cfg.log_level == LOG_DEBUG && cfg.btf_path && !strcmp(cfg.btf_path, "/x"),
 	      "all flags parsed");
-	r = parse(err, sizeof(err), &cfg, "--iface=wan0", NULL);
+	r = parse(err, sizeof(err), &cfg, "--iface=wan0", (char *)NULL);
 	check(r == CONFIG_RUN && !strcmp(cfg.iface, "wan0"), "--iface=VALUE form");
 
 	static const struct {
@@ -127,7 +127,7 @@ static void test_config(void)
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		err[0] = 0;
-		r = parse(err, sizeof(err), &cfg, bad[i].a, bad[i].b, NULL);
+		r = parse(err, sizeof(err), &cfg, bad[i].a, bad[i].b, (char *)NULL);
 		check(r == -EINVAL && strstr(err, bad[i].want) && !strchr(err, '\n'),
 		      "bad flags %s %s -> one-line error (%s)", bad[i].a,
 		      bad[i].b ? bad[i].b : "", err);
