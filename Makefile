@@ -37,7 +37,7 @@ USER_SRCS  := $(wildcard user/*.c)
 USER_OBJS  := $(patsubst user/%.c,$(OUT)/user/%.o,$(USER_SRCS))
 # Modules unit-tested without BPF or network: everything but main and the
 # parts that need a kernel.
-UNIT_MODS  := config log metrics netif report
+UNIT_MODS  := config log metrics netif report rtt devices
 UNIT_SRCS  := $(addprefix user/,$(addsuffix .c,$(UNIT_MODS)))
 
 .PHONY: all run test unit lint clean deps tools

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause
 /*
- * TC programs for the WAN interface: exact per-direction line totals.
+ * TC programs for the WAN interface (exact per-direction line totals and
+ * passive RTT, rtt.h) and for LAN interfaces (the same, per device).
  *
  * Passive by contract: every path returns TC_ACT_UNSPEC, which hands the
  * packet to the next filter (or, with none, lets it pass), and nothing here
@@ -12,12 +13,15 @@
 #include "flow.h"
 #include "parse.h"
 
-#define TC_ACT_UNSPEC (-1)
-#define VLAN_HLEN 4
-
 /* Set by the loader before load. */
 const volatile bool l3_dev = false; /* no link-layer header (ppp, tun, wg) */
 const volatile __u8 ingress_dir = ISPMON_DIR_DOWNLOAD;
+
+#include "rtt.h"
+
+#define TC_ACT_UNSPEC (-1)
+#define VLAN_HLEN 4
+
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -26,8 +30,71 @@ struct {
 	__type(value, struct ispmon_dir_stats);
 } dir_stats SEC(".maps");
 
-static __always_inline int account(struct __sk_buff *skb, __u32 dir)
+/* An all-zero device entry to create new ones from: too big for the stack. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ispmon_dev_stats);
+} dev_zero SEC(".maps");
+
+/* Per-device bytes on a LAN interface; creates the device on first sight. */
+static __always_inline void account_device(void *data, void *data_end, struct pkt *p,
+					   enum ispmon_l3 l3, bool ingress, __u32 dir,
+					   __u64 segs, __u64 bytes)
 {
+	struct ispmon_dev_key dk = {};
+	struct ispmon_dev_stats *dev, *zero;
+	__u32 k0 = 0;
+
+	if (l3 != ISPMON_L3_IPV4 && l3 != ISPMON_L3_IPV6)
+		return;
+	if (p->l3_off > 64)
+		return;
+	if (l3 == ISPMON_L3_IPV4) {
+		struct iphdr *ip = data + p->l3_off;
+
+		if ((void *)(ip + 1) > data_end)
+			return;
+		p->key.family = 4;
+		p->key.saddr[0] = ip->saddr;
+		p->key.daddr[0] = ip->daddr;
+	} else {
+		struct ipv6hdr *ip6 = data + p->l3_off;
+
+		if ((void *)(ip6 + 1) > data_end)
+			return;
+		p->key.family = 6;
+		__builtin_memcpy(p->key.saddr, &ip6->saddr, 16);
+		__builtin_memcpy(p->key.daddr, &ip6->daddr, 16);
+	}
+	if (!dev_key(data, data_end, &p->key, ingress, l3_dev, &dk))
+		return;
+	dev = bpf_map_lookup_elem(&devices, &dk);
+	if (!dev) {
+		zero = bpf_map_lookup_elem(&dev_zero, &k0);
+		if (!zero)
+			return;
+		bpf_map_update_elem(&devices, &dk, zero, BPF_NOEXIST);
+		dev = bpf_map_lookup_elem(&devices, &dk);
+		if (!dev)
+			return;
+	}
+	dev->bytes[dir & 1] += bytes;
+	dev->packets[dir & 1] += segs;
+	dev->last_seen_ns = bpf_ktime_get_ns();
+	/* The address the device sends from, for its label. */
+	if (ingress) {
+		if (p->key.family == 4)
+			dev->ipv4 = p->key.saddr[0];
+		else if ((p->key.saddr[0] & bpf_htonl(0xffc00000)) != bpf_htonl(0xfe800000))
+			__builtin_memcpy(dev->ipv6, p->key.saddr, 16); /* not link-local */
+	}
+}
+
+static __always_inline int account(struct __sk_buff *skb, bool ingress)
+{
+	__u32 dir = ingress ? ingress_dir : ingress_dir ^ 1;
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
 	struct ispmon_dir_stats *st;
@@ -70,19 +137,24 @@ static __always_inline int account(struct __sk_buff *skb, __u32 dir)
 		st->vlan_packets += segs;
 	if (p.pppoe)
 		st->pppoe_packets += segs;
+
+	if (lan_side)
+		account_device(data, data_end, &p, l3, ingress, dir, segs, bytes);
+	if (l3 == ISPMON_L3_IPV4 || l3 == ISPMON_L3_IPV6)
+		rtt_packet(skb, &p, l3, ingress);
 	return TC_ACT_UNSPEC;
 }
 
 SEC("tc")
 int tc_ingress(struct __sk_buff *skb)
 {
-	return account(skb, ingress_dir);
+	return account(skb, true);
 }
 
 SEC("tc")
 int tc_egress(struct __sk_buff *skb)
 {
-	return account(skb, ingress_dir ^ 1);
+	return account(skb, false);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

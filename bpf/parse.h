@@ -36,8 +36,10 @@
 #define MAX_IPV6_EXT 6
 
 struct pkt {
+	struct ispmon_flow_key key; /* filled by rtt.h, not the parser */
 	__u32 l3_off;    /* offset of the IP header from skb->data */
 	__u32 l4_off;    /* offset of the transport header, 0 if none */
+	__u32 l4_len;    /* transport header + payload, from the IP header */
 	__u32 hdr_len;   /* all headers up to the transport payload */
 	__u8 l4_proto;   /* IPPROTO_*, 255 when unknown */
 	__u8 vlan;       /* an in-band VLAN tag was seen */
@@ -118,6 +120,7 @@ static __always_inline int parse_ipv4(void *data, void *data_end, struct pkt *p)
 		return -1;
 	p->l4_proto = ip->protocol;
 	p->l4_off = p->l3_off + ihl;
+	p->l4_len = bpf_ntohs(ip->tot_len) - ihl;
 	p->frag = (bpf_ntohs(ip->frag_off) & IP_OFFSET) != 0;
 	return 0;
 }
@@ -164,6 +167,8 @@ static __always_inline int parse_ipv6(void *data, void *data_end, struct pkt *p)
 		nh = 255;
 	p->l4_proto = nh;
 	p->l4_off = off;
+	/* payload_len counts the extension headers too. */
+	p->l4_len = bpf_ntohs(ip6->payload_len) - (off - p->l3_off - sizeof(*ip6));
 	return 0;
 }
 

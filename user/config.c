@@ -12,12 +12,18 @@
 #define DEFAULT_INTERVAL_MS 1000
 #define MIN_INTERVAL_MS 50
 #define MAX_INTERVAL_MS (3600 * 1000)
+#define DEFAULT_MAX_DEVICES 32
+#define MAX_MAX_DEVICES 1000
 
 static const char usage[] =
 	"Usage: ispmon [OPTIONS]\n"
 	"Passive internet-line monitor: eBPF on the WAN interface, Prometheus metrics.\n"
 	"\n"
 	"  -i, --iface IF         WAN interface to watch (default: the default-route one)\n"
+	"      --lan-iface IF     LAN interface for per-device figures, repeatable (default: the\n"
+	"                         interfaces with private IPv4 or ULA IPv6 addresses)\n"
+	"      --max-devices N    devices with their own labels, the rest are \"other\"\n"
+	"                         (default 32; 0 turns per-device metrics and LAN hooks off)\n"
 	"  -l, --listen ADDR:PORT address for /metrics (default " DEFAULT_LISTEN ", all addresses)\n"
 	"  -n, --interval DUR     how often the kernel maps are read (default 1s; e.g. 500ms, 2s)\n"
 	"      --log-level L      debug, info, warn or error (default info)\n"
@@ -140,7 +146,7 @@ int parse_listen(const char *s, struct listen_addr *out)
 	return -EINVAL;
 }
 
-enum { OPT_LOG_LEVEL = 0x100, OPT_BTF };
+enum { OPT_LOG_LEVEL = 0x100, OPT_BTF, OPT_LAN_IFACE, OPT_MAX_DEVICES };
 
 static const struct option long_opts[] = {
 	{"iface", required_argument, NULL, 'i'},
@@ -148,10 +154,17 @@ static const struct option long_opts[] = {
 	{"interval", required_argument, NULL, 'n'},
 	{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
 	{"btf", required_argument, NULL, OPT_BTF},
+	{"lan-iface", required_argument, NULL, OPT_LAN_IFACE},
+	{"max-devices", required_argument, NULL, OPT_MAX_DEVICES},
 	{"help", no_argument, NULL, 'h'},
 	{"version", no_argument, NULL, 'V'},
 	{NULL, 0, NULL, 0},
 };
+
+static int valid_ifname(const char *s)
+{
+	return *s && strlen(s) < IF_NAMESIZE && !strchr(s, '/') && !strchr(s, ' ');
+}
 
 int config_parse(int argc, char **argv, struct config *cfg, char *err,
 		 size_t errlen)
@@ -161,6 +174,7 @@ int config_parse(int argc, char **argv, struct config *cfg, char *err,
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->interval_ms = DEFAULT_INTERVAL_MS;
 	cfg->log_level = LOG_INFO;
+	cfg->max_devices = DEFAULT_MAX_DEVICES;
 	parse_listen(DEFAULT_LISTEN, &cfg->listen);
 
 	optind = 1;
@@ -168,8 +182,7 @@ int config_parse(int argc, char **argv, struct config *cfg, char *err,
 	while ((c = getopt_long(argc, argv, ":i:l:n:hV", long_opts, NULL)) != -1) {
 		switch (c) {
 		case 'i':
-			if (!*optarg || strlen(optarg) >= sizeof(cfg->iface) ||
-			    strchr(optarg, '/') || strchr(optarg, ' ')) {
+			if (!valid_ifname(optarg)) {
 				snprintf(err, errlen, "invalid interface name '%s'", optarg);
 				return -EINVAL;
 			}
@@ -204,6 +217,31 @@ int config_parse(int argc, char **argv, struct config *cfg, char *err,
 		case OPT_BTF:
 			cfg->btf_path = optarg;
 			break;
+		case OPT_LAN_IFACE:
+			if (!valid_ifname(optarg)) {
+				snprintf(err, errlen, "invalid interface name '%s'", optarg);
+				return -EINVAL;
+			}
+			if (cfg->n_lan == CONFIG_MAX_LAN) {
+				snprintf(err, errlen, "at most %d --lan-iface", CONFIG_MAX_LAN);
+				return -EINVAL;
+			}
+			strcpy(cfg->lan_iface[cfg->n_lan++], optarg);
+			break;
+		case OPT_MAX_DEVICES: {
+			char *end;
+			unsigned long v;
+
+			errno = 0;
+			v = strtoul(optarg, &end, 10);
+			if (errno || end == optarg || *end || *optarg == '-' || v > MAX_MAX_DEVICES) {
+				snprintf(err, errlen, "invalid --max-devices '%s' (want 0 to %d)",
+					 optarg, MAX_MAX_DEVICES);
+				return -EINVAL;
+			}
+			cfg->max_devices = (unsigned)v;
+			break;
+		}
 		case 'h':
 			fputs(usage, stdout);
 			return CONFIG_EXIT_OK;

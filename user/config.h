@@ -16,8 +16,13 @@ struct listen_addr {
 	char text[80];
 };
 
+#define CONFIG_MAX_LAN 4
+
 struct config {
 	char iface[IF_NAMESIZE]; /* empty: the default-route interface */
+	char lan_iface[CONFIG_MAX_LAN][IF_NAMESIZE];
+	unsigned n_lan;       /* 0: find them (interfaces with private addresses) */
+	unsigned max_devices; /* 0: no per-device metrics, no LAN hooks */
 	struct listen_addr listen;
 	uint64_t interval_ms;
 	enum log_level log_level;

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "devices.h"
 #include "flow.skel.h"
 #include "http.h"
 #include "linestats.h"
@@ -27,20 +28,33 @@
 #include "metrics.h"
 #include "netif.h"
 #include "report.h"
+#include "rtt.h"
 #include "tc.h"
 
 #define EXIT_USAGE 2
 #define KERNEL_BTF "/sys/kernel/btf/vmlinux"
+#define SWEEP_INTERVAL_S 5.0 /* flow-table sweep for idle and stale entries */
+#define RTT_WINDOW_SLOT_S 10.0
+
+/* One interface with its own instance of the TC programs and maps. */
+struct hook {
+	struct netif nif;
+	bool lan;
+	struct flow_bpf *skel;
+	struct tc_attachment tc;
+};
 
 struct ispmon {
 	struct config cfg;
-	struct netif wan;
+	struct hook hooks[1 + CONFIG_MAX_LAN]; /* [0] is the WAN interface */
+	unsigned n_hooks;
 	struct metrics_store store;
 	struct http_server *http;
-	struct flow_bpf *flow;
-	struct tc_attachment tc;
+	struct devices *devices;
 	struct linestats lines;
+	struct rtt_reader *rtt;
 	struct report report;
+	double last_sweep;
 	int sig_fd, timer_fd;
 };
 
@@ -86,10 +100,48 @@ static int resolve_wan(struct ispmon *m)
 			return err;
 		}
 	}
-	err = netif_lookup(name, &m->wan);
+	err = netif_lookup(name, &m->hooks[0].nif);
 	if (err) {
 		log_error("interface not found", "iface=%s", name);
 		return err;
+	}
+	m->n_hooks = 1;
+	return 0;
+}
+
+/* LAN interfaces for per-device figures: given, or found by address. */
+static int resolve_lan(struct ispmon *m)
+{
+	char found[CONFIG_MAX_LAN][IF_NAMESIZE];
+	unsigned n;
+
+	if (!m->cfg.max_devices)
+		return 0;
+	if (m->cfg.n_lan) {
+		n = m->cfg.n_lan;
+		memcpy(found, m->cfg.lan_iface, sizeof(found));
+	} else {
+		n = netif_find_lan(m->hooks[0].nif.name, found, CONFIG_MAX_LAN);
+		if (!n)
+			log_info("no LAN interface found: no per-device figures (pass --lan-iface IF)",
+				 NULL);
+	}
+	for (unsigned i = 0; i < n; i++) {
+		struct hook *h = &m->hooks[m->n_hooks];
+		int err;
+
+		if (!strcmp(found[i], m->hooks[0].nif.name)) {
+			log_error("a LAN interface cannot also be the WAN interface", "iface=%s",
+				  found[i]);
+			return -EINVAL;
+		}
+		err = netif_lookup(found[i], &h->nif);
+		if (err) {
+			log_error("LAN interface not found", "iface=%s", found[i]);
+			return err;
+		}
+		h->lan = true;
+		m->n_hooks++;
 	}
 	return 0;
 }
@@ -113,20 +165,22 @@ static int check_btf(const struct config *cfg)
 	return 0;
 }
 
-static int load_bpf(struct ispmon *m)
+static int load_hook(struct ispmon *m, struct hook *h)
 {
 	LIBBPF_OPTS(bpf_object_open_opts, opts, .btf_custom_path = m->cfg.btf_path);
 	int err;
 
-	m->flow = flow_bpf__open_opts(&opts);
-	if (!m->flow) {
+	h->skel = flow_bpf__open_opts(&opts);
+	if (!h->skel) {
 		err = -errno;
 		log_error("cannot open the BPF object", "err=\"%s\"", strerror(-err));
 		return err;
 	}
-	m->flow->rodata->l3_dev = m->wan.l3;
-	m->flow->rodata->ingress_dir = ISPMON_DIR_DOWNLOAD;
-	err = flow_bpf__load(m->flow);
+	h->skel->rodata->l3_dev = h->nif.l3;
+	/* On a LAN interface what arrives comes from a device: upload. */
+	h->skel->rodata->ingress_dir = h->lan ? ISPMON_DIR_UPLOAD : ISPMON_DIR_DOWNLOAD;
+	h->skel->rodata->lan_side = h->lan;
+	err = flow_bpf__load(h->skel);
 	if (err == -EPERM || err == -EACCES) {
 		log_error("permission denied loading BPF programs: run as root "
 			  "(needs CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN)", NULL);
@@ -140,23 +194,68 @@ static int load_bpf(struct ispmon *m)
 	return 0;
 }
 
-static int attach_bpf(struct ispmon *m)
+static int attach_hook(struct hook *h)
 {
 	const char *stage = "";
 	int err;
 
-	err = tc_attach(m->wan.ifindex, bpf_program__fd(m->flow->progs.tc_ingress),
-			bpf_program__fd(m->flow->progs.tc_egress), &m->tc, &stage);
+	err = tc_attach(h->nif.ifindex, bpf_program__fd(h->skel->progs.tc_ingress),
+			bpf_program__fd(h->skel->progs.tc_egress), &h->tc, &stage);
 	if (err) {
 		log_error(err == -EPERM ? "permission denied attaching to the interface: run as root"
 					: "cannot attach to the interface",
-			  "iface=%s stage=\"%s\" err=\"%s\"", m->wan.name, stage, strerror(-err));
+			  "iface=%s stage=\"%s\" err=\"%s\"", h->nif.name, stage, strerror(-err));
 		return err;
 	}
-	log_info("attached", "iface=%s ifindex=%d link=%s mode=tc clsact=%s",
-		 m->wan.name, m->wan.ifindex, m->wan.l3 ? "l3" : "ethernet",
-		 m->tc.qdisc_created ? "created" : "existing");
+	log_info("attached", "iface=%s ifindex=%d side=%s link=%s mode=tc clsact=%s",
+		 h->nif.name, h->nif.ifindex, h->lan ? "lan" : "wan",
+		 h->nif.l3 ? "l3" : "ethernet", h->tc.qdisc_created ? "created" : "existing");
 	return 0;
+}
+
+/* Kernel memory per map, as the kernel accounts it in fdinfo. */
+static void map_memory(struct ispmon *m)
+{
+	struct bpf_map *map;
+	uint64_t total = 0;
+
+	bpf_object__for_each_map(map, m->hooks[0].skel->obj) {
+		char path[64], line[128];
+		unsigned long long v = 0;
+		FILE *f;
+
+		if (m->report.n_maps >= sizeof(m->report.map_names) / sizeof(m->report.map_names[0]))
+			break;
+		snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", bpf_map__fd(map));
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		while (fgets(line, sizeof(line), f))
+			if (sscanf(line, "memlock: %llu", &v) == 1)
+				break;
+		fclose(f);
+		m->report.map_names[m->report.n_maps] = bpf_map__name(map);
+		m->report.map_bytes[m->report.n_maps++] = v;
+		total += v;
+	}
+	/* Each LAN interface has the same maps again. */
+	total *= m->n_hooks;
+	log_info("bpf maps", "maps=%u interfaces=%u memory_bytes=%llu", m->report.n_maps,
+		 m->n_hooks, (unsigned long long)total);
+}
+
+static int rtt_setup(struct ispmon *m)
+{
+	struct rtt_maps maps = {
+		.hist_fd = bpf_map__fd(m->hooks[0].skel->maps.rtt_hist),
+		.sum_fd = bpf_map__fd(m->hooks[0].skel->maps.rtt_sum),
+		.counters_fd = bpf_map__fd(m->hooks[0].skel->maps.rtt_counters),
+		.flow_counters_fd = bpf_map__fd(m->hooks[0].skel->maps.flow_counters),
+		.flow_state_fd = bpf_map__fd(m->hooks[0].skel->maps.flow_state),
+		.pending_fd = bpf_map__fd(m->hooks[0].skel->maps.pending),
+	};
+
+	return rtt_reader_new(&maps, RTT_WINDOW_SLOT_S, &m->rtt);
 }
 
 /* Read the maps and publish a fresh /metrics page. */
@@ -174,6 +273,22 @@ static void collect(struct ispmon *m, double *last)
 	} else {
 		report_update(&m->report, now, t - *last);
 		*last = t;
+	}
+	err = rtt_reader_collect(m->rtt, t);
+	if (err) {
+		m->report.collect_errors++;
+		log_warn("cannot read RTT maps", "err=\"%s\"", strerror(-err));
+	} else {
+		m->report.rtt = rtt_reader_view(m->rtt);
+	}
+	if (m->devices) {
+		for (unsigned i = 1; i < m->n_hooks; i++)
+			devices_read(m->devices, bpf_map__fd(m->hooks[i].skel->maps.devices));
+		devices_commit(m->devices, t);
+	}
+	if (t - m->last_sweep >= SWEEP_INTERVAL_S) {
+		rtt_reader_sweep(m->rtt, (uint64_t)(t * 1e9));
+		m->last_sweep = t;
 	}
 	mbuf_init(&b);
 	report_render(&m->report, &b);
@@ -236,12 +351,19 @@ static int run_loop(struct ispmon *m)
 
 static void teardown(struct ispmon *m)
 {
-	tc_detach(&m->tc);
+	for (unsigned i = 0; i < m->n_hooks; i++)
+		tc_detach(&m->hooks[i].tc);
 	http_server_stop(m->http);
 	m->http = NULL;
 	linestats_free(&m->lines);
-	flow_bpf__destroy(m->flow);
-	m->flow = NULL;
+	rtt_reader_free(m->rtt);
+	m->rtt = NULL;
+	devices_free(m->devices);
+	m->devices = NULL;
+	for (unsigned i = 0; i < m->n_hooks; i++) {
+		flow_bpf__destroy(m->hooks[i].skel);
+		m->hooks[i].skel = NULL;
+	}
 	if (m->sig_fd >= 0)
 		close(m->sig_fd);
 	if (m->timer_fd >= 0)
@@ -281,6 +403,8 @@ int main(int argc, char **argv)
 		return 1;
 	err = resolve_wan(&m);
 	if (!err)
+		err = resolve_lan(&m);
+	if (!err)
 		err = check_btf(&m.cfg);
 	if (!err) {
 		err = http_server_start(&m.cfg.listen, &m.store, &m.http);
@@ -288,14 +412,18 @@ int main(int argc, char **argv)
 			log_error("cannot listen", "addr=%s err=\"%s\"", m.cfg.listen.text,
 				  strerror(-err));
 	}
+	for (unsigned i = 0; !err && i < m.n_hooks; i++)
+		err = load_hook(&m, &m.hooks[i]);
 	if (!err)
-		err = load_bpf(&m);
+		err = linestats_init(&m.lines, bpf_map__fd(m.hooks[0].skel->maps.dir_stats));
+	if (!err && m.n_hooks > 1)
+		err = devices_new(m.cfg.max_devices, &m.devices);
 	if (!err)
-		err = linestats_init(&m.lines, bpf_map__fd(m.flow->maps.dir_stats));
+		err = rtt_setup(&m);
 	if (!err)
 		err = setup_fds(&m);
-	if (!err)
-		err = attach_bpf(&m);
+	for (unsigned i = 0; !err && i < m.n_hooks; i++)
+		err = attach_hook(&m.hooks[i]);
 	if (err) {
 		teardown(&m);
 		return 1;
@@ -303,13 +431,17 @@ int main(int argc, char **argv)
 
 	m.report = (struct report){
 		.version = ISPMON_VERSION,
-		.iface = m.wan.name,
-		.ifindex = m.wan.ifindex,
-		.l3_iface = m.wan.l3,
+		.iface = m.hooks[0].nif.name,
+		.ifindex = m.hooks[0].nif.ifindex,
+		.l3_iface = m.hooks[0].nif.l3,
 		.attach_mode = "tc",
 		.start_time = now_s(CLOCK_REALTIME),
 		.interval_s = (double)m.cfg.interval_ms / 1000.0,
 	};
+	for (unsigned i = 1; i < m.n_hooks && i <= 8; i++)
+		m.report.lan_ifaces[m.report.n_lan++] = m.hooks[i].nif.name;
+	m.report.devices = m.devices;
+	map_memory(&m);
 	log_info("serving metrics", "addr=%s interval_ms=%llu version=%s", m.cfg.listen.text,
 		 (unsigned long long)m.cfg.interval_ms, ISPMON_VERSION);
 

@@ -1,6 +1,8 @@
 #include "netif.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <ifaddrs.h>
 #include <limits.h>
 #include <net/if_arp.h>
 #include <stdlib.h>
@@ -97,4 +99,38 @@ int netif_lookup(const char *name, struct netif *nif)
 	nif->arphrd = (unsigned short)type;
 	nif->l3 = netif_arphrd_is_l3(nif->arphrd);
 	return 0;
+}
+
+static bool private_addr(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET) {
+		uint32_t a = ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr);
+
+		return (a >> 24) == 10 || (a >> 20) == (172 << 4 | 1) || (a >> 16) == (192 << 8 | 168);
+	}
+	if (sa->sa_family == AF_INET6)
+		return (((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr[0] & 0xfe) == 0xfc;
+	return false;
+}
+
+unsigned netif_find_lan(const char *wan, char names[][IF_NAMESIZE], unsigned max)
+{
+	struct ifaddrs *ifa, *i;
+	unsigned n = 0;
+
+	if (getifaddrs(&ifa))
+		return 0;
+	for (i = ifa; i && n < max; i = i->ifa_next) {
+		bool dup = false;
+
+		if (!i->ifa_addr || !i->ifa_name || !strcmp(i->ifa_name, "lo") ||
+		    !strcmp(i->ifa_name, wan) || !private_addr(i->ifa_addr))
+			continue;
+		for (unsigned k = 0; k < n; k++)
+			dup = dup || !strcmp(names[k], i->ifa_name);
+		if (!dup)
+			snprintf(names[n++], IF_NAMESIZE, "%s", i->ifa_name);
+	}
+	freeifaddrs(ifa);
+	return n;
 }

@@ -24,6 +24,12 @@ int netif_default_route(FILE *route4, FILE *route6, char name[IF_NAMESIZE]);
 /* Fill nif for an existing interface; -ENODEV if there is none. */
 int netif_lookup(const char *name, struct netif *nif);
 
+/*
+ * LAN interfaces: those (other than lo and wan) holding a private IPv4
+ * (RFC 1918) or ULA IPv6 address. Returns how many names were written.
+ */
+unsigned netif_find_lan(const char *wan, char names[][IF_NAMESIZE], unsigned max);
+
 /* Whether an ARPHRD_* type has no Ethernet-style header at TC. */
 bool netif_arphrd_is_l3(unsigned short arphrd);
 

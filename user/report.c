@@ -1,6 +1,7 @@
 #include "report.h"
 
 #include <stddef.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -37,6 +38,104 @@ static void dir_counter(struct mbuf *b, const char *name, const char *help,
 	}
 }
 
+/* Export edges: 4 per power of two from 64 us, a subset of the kernel's
+ * 16, so cumulative counts are exact. */
+static bool export_edge(unsigned upper_idx)
+{
+	return upper_idx >= ISPMON_RTT_SUB && (upper_idx - ISPMON_RTT_SUB) % 4 == 0;
+}
+
+static void render_rtt(const struct rtt_view *v, struct mbuf *b)
+{
+	static const double qs[] = {0.5, 0.9, 0.99};
+	char labels[128];
+
+	prom_header(b, "ispmon_passive_rtt_seconds", "histogram",
+		    "Passive round-trip time of forwarded traffic by leg (wan: router-internet-router, "
+		    "lan: router-device-router) and method.");
+	for (unsigned s = 0; s < ISPMON_RTT_SERIES; s++) {
+		const char *leg = rtt_leg_names[s / ISPMON_M_MAX];
+		const char *method = rtt_method_names[s % ISPMON_M_MAX];
+		uint64_t acc = 0;
+
+		for (unsigned i = 0; i + 1 < ISPMON_RTT_BUCKETS; i++) {
+			acc += v->total.b[s][i];
+			if (!export_edge(i + 1))
+				continue;
+			mbuf_printf(b, "ispmon_passive_rtt_seconds_bucket{leg=\"%s\",method=\"%s\",le=\"%.9g\"} %llu\n",
+				    leg, method, (double)ispmon_rtt_bucket_lower_us(i + 1) / 1e6,
+				    (unsigned long long)acc);
+		}
+		acc += v->total.b[s][ISPMON_RTT_BUCKETS - 1];
+		mbuf_printf(b, "ispmon_passive_rtt_seconds_bucket{leg=\"%s\",method=\"%s\",le=\"+Inf\"} %llu\n",
+			    leg, method, (unsigned long long)acc);
+		snprintf(labels, sizeof(labels), "leg=\"%s\",method=\"%s\"", leg, method);
+		prom_f64(b, "ispmon_passive_rtt_seconds_sum", labels, (double)v->total.sum_ns[s] / 1e9);
+		/* _count from the buckets, so it always equals the +Inf bucket. */
+		prom_u64(b, "ispmon_passive_rtt_seconds_count", labels, acc);
+	}
+
+	prom_header(b, "ispmon_passive_rtt_quantile_seconds", "gauge",
+		    "Passive RTT quantiles over the last window (ispmon_passive_rtt_window_seconds), "
+		    "from the full-resolution kernel histogram.");
+	for (unsigned s = 0; s < ISPMON_RTT_SERIES; s++)
+		for (unsigned i = 0; i < sizeof(qs) / sizeof(qs[0]); i++) {
+			double val = rtt_quantile(&v->window, s, qs[i]);
+
+			if (isnan(val))
+				continue;
+			snprintf(labels, sizeof(labels), "leg=\"%s\",method=\"%s\",quantile=\"%g\"",
+				 rtt_leg_names[s / ISPMON_M_MAX], rtt_method_names[s % ISPMON_M_MAX], qs[i]);
+			prom_f64(b, "ispmon_passive_rtt_quantile_seconds", labels, val);
+		}
+	prom_header(b, "ispmon_passive_rtt_window_samples", "gauge",
+		    "RTT samples in the quantile window.");
+	for (unsigned s = 0; s < ISPMON_RTT_SERIES; s++) {
+		uint64_t n = 0;
+
+		for (unsigned i = 0; i < ISPMON_RTT_BUCKETS; i++)
+			n += v->window.b[s][i];
+		snprintf(labels, sizeof(labels), "leg=\"%s\",method=\"%s\"",
+			 rtt_leg_names[s / ISPMON_M_MAX], rtt_method_names[s % ISPMON_M_MAX]);
+		prom_u64(b, "ispmon_passive_rtt_window_samples", labels, n);
+	}
+	prom_header(b, "ispmon_passive_rtt_window_seconds", "gauge",
+		    "Length of the window the RTT quantiles cover.");
+	prom_f64(b, "ispmon_passive_rtt_window_seconds", NULL, v->window_s);
+
+	prom_header(b, "ispmon_passive_rtt_records_total", "counter",
+		    "Requests remembered for RTT matching (data/SYN segments, DNS queries, echo requests).");
+	for (int m = 0; m < ISPMON_M_MAX; m++) {
+		snprintf(labels, sizeof(labels), "method=\"%s\"", rtt_method_names[m]);
+		prom_u64(b, "ispmon_passive_rtt_records_total", labels, v->counters[m].records);
+	}
+	prom_header(b, "ispmon_passive_rtt_dropped_total", "counter",
+		    "Requests that gave no RTT sample, by reason: rate_limited (per-flow limit), "
+		    "ambiguous (retransmitted or repeated: Karn's rule), stale (no answer within 10 s).");
+	for (int m = 0; m < ISPMON_M_MAX; m++) {
+		const char *mn = rtt_method_names[m];
+
+		mbuf_printf(b, "ispmon_passive_rtt_dropped_total{method=\"%s\",reason=\"rate_limited\"} %llu\n",
+			    mn, (unsigned long long)v->counters[m].rate_limited);
+		mbuf_printf(b, "ispmon_passive_rtt_dropped_total{method=\"%s\",reason=\"ambiguous\"} %llu\n",
+			    mn, (unsigned long long)v->counters[m].ambiguous);
+		mbuf_printf(b, "ispmon_passive_rtt_dropped_total{method=\"%s\",reason=\"stale\"} %llu\n",
+			    mn, (unsigned long long)v->pending_stale[m]);
+	}
+
+	prom_header(b, "ispmon_flows_active", "gauge", "TCP flow directions tracked for RTT.");
+	prom_u64(b, "ispmon_flows_active", NULL, v->flows_active);
+	prom_header(b, "ispmon_rtt_pending_active", "gauge", "Requests waiting for their answer.");
+	prom_u64(b, "ispmon_rtt_pending_active", NULL, v->pending_active);
+	prom_header(b, "ispmon_flow_evictions_total", "counter",
+		    "Entries the kernel's LRU tables evicted to make room (tables too small for the traffic).");
+	prom_u64(b, "ispmon_flow_evictions_total", "map=\"flow_state\"", v->flow_evictions);
+	prom_u64(b, "ispmon_flow_evictions_total", "map=\"pending\"", v->pending_evictions);
+	prom_header(b, "ispmon_flows_expired_total", "counter",
+		    "Flows removed after 120 s without a packet.");
+	prom_u64(b, "ispmon_flows_expired_total", NULL, v->flows_expired);
+}
+
 void report_render(const struct report *r, struct mbuf *b)
 {
 	char labels[128];
@@ -58,11 +157,20 @@ void report_render(const struct report *r, struct mbuf *b)
 		    r->l3_iface ? "l3" : "ethernet");
 
 	prom_header(b, "ispmon_bpf_attach_info", "gauge",
-		    "BPF programs attached and how; the value is always 1.");
-	snprintf(labels, sizeof(labels), "program=\"tc_ingress\",mode=\"%s\"", r->attach_mode);
-	prom_u64(b, "ispmon_bpf_attach_info", labels, 1);
-	snprintf(labels, sizeof(labels), "program=\"tc_egress\",mode=\"%s\"", r->attach_mode);
-	prom_u64(b, "ispmon_bpf_attach_info", labels, 1);
+		    "BPF programs attached, where and how; the value is always 1.");
+	for (unsigned i = 0; i <= r->n_lan; i++) {
+		const char *ifn = i ? r->lan_ifaces[i - 1] : r->iface;
+		const char *side = i ? "lan" : "wan";
+
+		mbuf_printf(b, "ispmon_bpf_attach_info{program=\"tc_ingress\",mode=\"%s\",iface=\"",
+			    r->attach_mode);
+		mbuf_label_value(b, ifn);
+		mbuf_printf(b, "\",side=\"%s\"} 1\n", side);
+		mbuf_printf(b, "ispmon_bpf_attach_info{program=\"tc_egress\",mode=\"%s\",iface=\"",
+			    r->attach_mode);
+		mbuf_label_value(b, ifn);
+		mbuf_printf(b, "\",side=\"%s\"} 1\n", side);
+	}
 
 	dir_counter(b, "ispmon_passive_bytes_total",
 		    "Bytes crossing the WAN interface (L2 frames as the interface counts them).",
@@ -94,6 +202,20 @@ void report_render(const struct report *r, struct mbuf *b)
 			snprintf(labels, sizeof(labels), "direction=\"%s\"", dir_names[d]);
 			prom_f64(b, "ispmon_passive_throughput_bytes_per_second", labels,
 				 r->rate_Bps[d]);
+		}
+	}
+
+	if (r->rtt)
+		render_rtt(r->rtt, b);
+	if (r->devices)
+		devices_render(r->devices, b);
+
+	if (r->n_maps) {
+		prom_header(b, "ispmon_bpf_map_memory_bytes", "gauge",
+			    "Kernel memory of each BPF map (memlock as the kernel accounts it).");
+		for (unsigned i = 0; i < r->n_maps; i++) {
+			snprintf(labels, sizeof(labels), "map=\"%s\"", r->map_names[i]);
+			prom_u64(b, "ispmon_bpf_map_memory_bytes", labels, r->map_bytes[i]);
 		}
 	}
 

@@ -8,6 +8,8 @@
 
 #include "flow.h"
 #include "metrics.h"
+#include "devices.h"
+#include "rtt.h"
 
 struct report {
 	const char *version;
@@ -24,6 +26,17 @@ struct report {
 
 	uint64_t collections;
 	uint64_t collect_errors;
+
+	const struct rtt_view *rtt; /* NULL until the first read */
+	const struct devices *devices; /* NULL without LAN interfaces */
+	/* LAN interfaces watched, besides iface. */
+	unsigned n_lan;
+	const char *lan_ifaces[8];
+
+	/* Kernel memory of each BPF map (memlock), and their names. */
+	unsigned n_maps;
+	const char *map_names[16];
+	uint64_t map_bytes[16];
 };
 
 /* Fold a new reading taken dt seconds after the previous one. */

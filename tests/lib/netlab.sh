@@ -1,10 +1,13 @@
 # netlab.sh - the emulated home network every ispmon test runs on. Source it
 # from bash (as root); it changes nothing until netlab_up is called.
 #
-#   ns lan           ns router                 ns wanem                 ns wan
-#   [eth0]--veth--[lan0  NAT  wan0]--veth--[r0  delayline  w0]--veth--[eth0, lo]
+#   ns lan         ns lanem                ns router              ns wanem                ns wan
+#   [eth0]--veth--[l0 delayline r0]--veth--[lan0 NAT wan0]--veth--[r0 delayline w0]--veth--[eth0, lo]
 #
 #   lan    device   192.0.2.2/24      2001:db8:1::2/64
+#   lanem  l0, r0   no addresses, IPv6 disabled: a LAN-side delay line (the
+#                   household's Wi-Fi); lan's eth0 and the router's lan0 stay
+#                   on one L2 segment (ARP/ND and MACs pass through unchanged)
 #   router lan0     192.0.2.1/24      2001:db8:1::1/64   (forwards v4 and v6)
 #          wan0     198.51.100.2/24   2001:db8:2::2/64   (IPv4 masquerade)
 #   wanem  r0, w0   no addresses, IPv6 disabled: the kernel there emits nothing
@@ -16,9 +19,15 @@
 # to 2001:db8:1::/64, so at the router's WAN hook IPv6 flows carry the lan
 # device's own address while IPv4 flows carry ROUTER_WAN_IP4.
 #
-# Directions: "down" is wan -> router, "up" is router -> wan. The delay line
-# forwards r0 -> w0 (up, its "ab") and w0 -> r0 (down, its "ba"); shaping a
-# direction puts HTB on that direction's egress veth in wanem (r0 for down).
+# Directions: "down" is towards the household, "up" away from it. WAN side:
+# down is wan -> router, up is router -> wan; wanem's delay line forwards
+# r0 -> w0 (up, its "ab") and w0 -> r0 (down, its "ba"); shaping a direction
+# puts HTB on that direction's egress veth in wanem (r0 for down). LAN side:
+# down is router -> device, up is device -> router; lanem's delay line
+# forwards r0 -> l0 (down, its "ab") and l0 -> r0 (up, its "ba"). lanem is
+# always there; its delay defaults to 0 (it then adds ~0.05 ms per crossing).
+# So lan -> server RTT = LAN down + up + WAN down + up, lan -> router RTT =
+# LAN down + up, router -> server RTT = WAN down + up.
 # Offloads are off on every veth: a userspace forwarder re-injects frames
 # whose partial TX checksums would otherwise be dropped by the receiver.
 #
@@ -26,8 +35,17 @@
 #   source tests/lib/netlab.sh
 #   netlab_install_trap                  # netlab_down on EXIT/INT/TERM/HUP
 #   netlab_up 10 10 || exit 1            # 10 ms down + 10 ms up one-way delay
-#   netlab_start_servers || exit 1
+#   netlab_up 10 10 2 2 || exit 1        # ... and 2 ms + 2 ms on the LAN side
+#   netlab_start_servers || exit 1       # httpd, iperf3, dnsd in wan
 #   ip netns exec "$NS_LAN" curl -s "http://$SRV_IP4:$HTTP_PORT/bytes/1000"
+#   netlab_dns_median lan "$SRV_IP4" 20  # median DNS RTT in ms through NAT
+#
+# Functions: netlab_build_tools, netlab_up, netlab_down, netlab_install_trap,
+# netlab_exec, netlab_start_servers, netlab_set_delay / netlab_get_delay /
+# netlab_link / netlab_shape / netlab_unshape / netlab_stats (WAN side),
+# netlab_set_lan_delay / netlab_get_lan_delay / netlab_lan_link /
+# netlab_lan_stats (LAN side), netlab_delayline_pid, netlab_wait_ping,
+# netlab_ping_median, netlab_dns_median. Each is described where defined.
 #
 # Every wait here is bounded; every function returns non-zero with one
 # "netlab: ..." line on stderr when it fails.
@@ -40,12 +58,15 @@ NS_LAN=$NETLAB_PREFIX-lan
 NS_ROUTER=$NETLAB_PREFIX-router
 NS_WANEM=$NETLAB_PREFIX-wanem
 NS_WAN=$NETLAB_PREFIX-wan
+NS_LANEM=$NETLAB_PREFIX-lanem
 
 LAN_IF=eth0
 ROUTER_LAN_IF=lan0
 ROUTER_WAN_IF=wan0
 WANEM_ROUTER_IF=r0
 WANEM_WAN_IF=w0
+LANEM_LAN_IF=l0
+LANEM_ROUTER_IF=r0
 WAN_IF=eth0
 SRV_IF=lo
 
@@ -68,6 +89,7 @@ WAN_MAC=02:00:00:00:02:01
 
 HTTP_PORT=8080
 IPERF_PORT=5201
+DNS_PORT=53
 
 NETLAB_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 NETLAB_TOOLS=${NETLAB_TOOLS:-$NETLAB_ROOT/tests/tools/build}
@@ -75,31 +97,33 @@ NETLAB_TOOLS=${NETLAB_TOOLS:-$NETLAB_ROOT/tests/tools/build}
 # shell with the same NETLAB_PREFIX finds it.
 NETLAB_RUN=${TMPDIR:-/tmp}/netlab-$NETLAB_PREFIX
 
-export NETLAB_PREFIX NS_LAN NS_ROUTER NS_WANEM NS_WAN
+export NETLAB_PREFIX NS_LAN NS_ROUTER NS_WANEM NS_WAN NS_LANEM
 export LAN_IF ROUTER_LAN_IF ROUTER_WAN_IF WANEM_ROUTER_IF WANEM_WAN_IF WAN_IF SRV_IF
+export LANEM_LAN_IF LANEM_ROUTER_IF
 export LAN_IP4 LAN_IP6 ROUTER_LAN_IP4 ROUTER_LAN_IP6 ROUTER_WAN_IP4 ROUTER_WAN_IP6
 export WAN_GW_IP4 WAN_GW_IP6 SRV_IP4 SRV_IP6
 export LAN_MAC ROUTER_LAN_MAC ROUTER_WAN_MAC WAN_MAC
-export HTTP_PORT IPERF_PORT NETLAB_ROOT NETLAB_TOOLS NETLAB_RUN
+export HTTP_PORT IPERF_PORT DNS_PORT NETLAB_ROOT NETLAB_TOOLS NETLAB_RUN
 
 netlab__err() { echo "netlab: $*" >&2; return 1; }
 
-netlab__namespaces() { echo "$NS_LAN $NS_ROUTER $NS_WANEM $NS_WAN"; }
+netlab__namespaces() { echo "$NS_LAN $NS_LANEM $NS_ROUTER $NS_WANEM $NS_WAN"; }
 
 netlab__ns_exists() { [ -e "/run/netns/$1" ]; }
 
 # netlab__veths: every veth end as NAMESPACE:IFNAME.
 netlab__veths() {
-	echo "$NS_LAN:$LAN_IF $NS_ROUTER:$ROUTER_LAN_IF $NS_ROUTER:$ROUTER_WAN_IF" \
+	echo "$NS_LAN:$LAN_IF $NS_LANEM:$LANEM_LAN_IF $NS_LANEM:$LANEM_ROUTER_IF" \
+		"$NS_ROUTER:$ROUTER_LAN_IF $NS_ROUTER:$ROUTER_WAN_IF" \
 		"$NS_WANEM:$WANEM_ROUTER_IF $NS_WANEM:$WANEM_WAN_IF $NS_WAN:$WAN_IF"
 }
 
-# netlab__ns NAME: lan|router|wanem|wan -> namespace name
+# netlab__ns NAME: lan|lanem|router|wanem|wan -> namespace name
 netlab__ns() {
 	case $1 in
-	lan) echo "$NS_LAN" ;; router) echo "$NS_ROUTER" ;;
+	lan) echo "$NS_LAN" ;; lanem) echo "$NS_LANEM" ;; router) echo "$NS_ROUTER" ;;
 	wanem) echo "$NS_WANEM" ;; wan) echo "$NS_WAN" ;;
-	*) netlab__err "unknown namespace '$1' (want lan, router, wanem or wan)" ;;
+	*) netlab__err "unknown namespace '$1' (want lan, lanem, router, wanem or wan)" ;;
 	esac
 }
 
@@ -118,12 +142,12 @@ netlab__ipb() {
 
 netlab__is_num() { [[ $1 =~ ^[0-9]+(\.[0-9]+)?$ ]]; }
 
-# netlab_build_tools: build delayline and httpd if needed.
+# netlab_build_tools: build delayline, httpd, dnsd and dnsq if needed.
 netlab_build_tools() {
 	netlab__try "building test tools" make -s -C "$NETLAB_ROOT/tests/tools"
 }
 
-# netlab_exec lan|router|wanem|wan CMD...: run CMD inside that namespace.
+# netlab_exec lan|lanem|router|wanem|wan CMD...: run CMD inside that namespace.
 netlab_exec() {
 	local ns
 	ns=$(netlab__ns "$1") || return 1
@@ -139,32 +163,38 @@ netlab_install_trap() {
 	trap 'exit 129' HUP
 }
 
-# netlab_up [DOWN_MS [UP_MS]]: build the whole topology and start the delay
-# line with those one-way delays (default 0). Cleans up after itself on failure.
-# NETLAB_QUEUE: frames the delay line holds per direction (default 16384,
+# netlab_up [DOWN_MS UP_MS [LAN_DOWN_MS LAN_UP_MS]]: build the whole topology
+# and start both delay lines with those one-way delays (default 0): WAN side
+# down = wan -> router, up = router -> wan; LAN side down = router -> device,
+# up = device -> router. Cleans up after itself on failure.
+# NETLAB_QUEUE: frames each delay line holds per direction (default 16384,
 # enough for 1 Gbit/s x 200 ms); beyond it frames are dropped and counted.
 netlab_up() {
-	local down=${1:-0} up=${2:-0}
-	netlab__is_num "$down" && netlab__is_num "$up" ||
-		{ netlab__err "netlab_up: delays must be milliseconds, got '$down' '$up'"; return 1; }
+	local down=${1:-0} up=${2:-0} ldown=${3:-0} lup=${4:-0} t
+	for t in "$down" "$up" "$ldown" "$lup"; do
+		netlab__is_num "$t" ||
+			{ netlab__err "netlab_up: delays must be milliseconds, got '$*'"; return 1; }
+	done
 	[ "$(id -u)" = 0 ] || { netlab__err "netlab_up needs root"; return 1; }
 	[[ $NETLAB_PREFIX =~ ^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$ ]] ||
 		{ netlab__err "NETLAB_PREFIX '$NETLAB_PREFIX': want up to 40 of [A-Za-z0-9_.-]"; return 1; }
-	[ -x "$NETLAB_TOOLS/delayline" ] && [ -x "$NETLAB_TOOLS/httpd" ] ||
-		{ netlab__err "tools missing in $NETLAB_TOOLS: run netlab_build_tools"; return 1; }
+	for t in delayline httpd dnsd dnsq; do
+		[ -x "$NETLAB_TOOLS/$t" ] ||
+			{ netlab__err "$NETLAB_TOOLS/$t missing: run netlab_build_tools"; return 1; }
+	done
 	local ns
 	for ns in $(netlab__namespaces); do
 		! netlab__ns_exists "$ns" ||
 			{ netlab__err "namespace $ns exists already: netlab_down first or set NETLAB_PREFIX"; return 1; }
 	done
-	if ! netlab__build "$down" "$up"; then
+	if ! netlab__build "$down" "$up" "$ldown" "$lup"; then
 		netlab_down
 		return 1
 	fi
 }
 
 netlab__build() {
-	local down=$1 up=$2 ns
+	local down=$1 up=$2 ldown=$3 lup=$4 ns
 	rm -rf "$NETLAB_RUN" && mkdir -p "$NETLAB_RUN" || { netlab__err "cannot create $NETLAB_RUN"; return 1; }
 	for ns in $(netlab__namespaces); do
 		netlab__try "creating namespace" ip netns add "$ns" || return 1
@@ -179,8 +209,10 @@ netlab__build() {
 		# shellcheck disable=SC2086
 		netlab__try "sysctl in $ns" ip netns exec "$ns" sysctl -q -w $quiet6 || return 1
 	done
-	netlab__try "sysctl in $NS_WANEM" ip netns exec "$NS_WANEM" sysctl -q -w \
-		net.ipv6.conf.default.disable_ipv6=1 net.ipv6.conf.all.disable_ipv6=1 || return 1
+	for ns in "$NS_LANEM" "$NS_WANEM"; do
+		netlab__try "sysctl in $ns" ip netns exec "$ns" sysctl -q -w \
+			net.ipv6.conf.default.disable_ipv6=1 net.ipv6.conf.all.disable_ipv6=1 || return 1
+	done
 	# Ping sockets allowed, so active ICMP probes work without raw sockets.
 	netlab__try "sysctl in $NS_ROUTER" ip netns exec "$NS_ROUTER" sysctl -q -w \
 		net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 \
@@ -188,7 +220,9 @@ netlab__build() {
 
 	# Veths are created directly in their namespaces: nothing in the root one.
 	netlab__try "creating lan veth" ip link add "$LAN_IF" netns "$NS_LAN" address "$LAN_MAC" \
-		type veth peer name "$ROUTER_LAN_IF" netns "$NS_ROUTER" address "$ROUTER_LAN_MAC" || return 1
+		type veth peer name "$LANEM_LAN_IF" netns "$NS_LANEM" address 02:00:00:00:0d:02 || return 1
+	netlab__try "creating router lan veth" ip link add "$ROUTER_LAN_IF" netns "$NS_ROUTER" address "$ROUTER_LAN_MAC" \
+		type veth peer name "$LANEM_ROUTER_IF" netns "$NS_LANEM" address 02:00:00:00:0d:01 || return 1
 	netlab__try "creating wan veth" ip link add "$ROUTER_WAN_IF" netns "$NS_ROUTER" address "$ROUTER_WAN_MAC" \
 		type veth peer name "$WANEM_ROUTER_IF" netns "$NS_WANEM" address 02:00:00:00:0e:01 || return 1
 	netlab__try "creating server veth" ip link add "$WANEM_WAN_IF" netns "$NS_WANEM" address 02:00:00:00:0e:02 \
@@ -219,6 +253,11 @@ netlab__build() {
 		route add default via $WAN_GW_IP4
 		route add ::/0 via $WAN_GW_IP6
 	EOF
+	netlab__ipb "$NS_LANEM" <<-EOF || return 1
+		link set lo up
+		link set $LANEM_LAN_IF up
+		link set $LANEM_ROUTER_IF up
+	EOF
 	netlab__ipb "$NS_WANEM" <<-EOF || return 1
 		link set lo up
 		link set $WANEM_ROUTER_IF up
@@ -248,9 +287,13 @@ netlab__build() {
 		}
 	EOF
 
-	netlab__start_delayline "$down" "$up" || return 1
+	# Control lines are "AB_MS BA_MS STATE": wanem's a is r0 (AB = up),
+	# lanem's a is r0 (AB = down).
+	netlab__start_delayline wan "$NS_WANEM" "$WANEM_ROUTER_IF" "$WANEM_WAN_IF" "$up $down up" || return 1
+	netlab__start_delayline lan "$NS_LANEM" "$LANEM_ROUTER_IF" "$LANEM_LAN_IF" "$ldown $lup up" || return 1
 	netlab__wait_oper_up || return 1
 	netlab_wait_ping lan "$ROUTER_LAN_IP4" 5 || return 1
+	netlab_wait_ping lan "$ROUTER_LAN_IP6" 5 || return 1
 	netlab_wait_ping router "$WAN_GW_IP4" 5 || return 1
 	netlab_wait_ping router "$WAN_GW_IP6" 5 || return 1
 }
@@ -272,74 +315,112 @@ netlab__wait_oper_up() {
 	netlab__err "links not up after 3 s:$pending"
 }
 
+# netlab__dl SIDE NAME: path of one of a delay line's run files. The WAN
+# side keeps the names it always had (delayline.pid, delay.ctl, ...); the
+# LAN side's carry a "lan-" prefix.
+netlab__dl() {
+	case $1 in
+	wan) echo "$NETLAB_RUN/$2" ;; lan) echo "$NETLAB_RUN/lan-$2" ;;
+	*) netlab__err "side must be wan or lan, got '$1'" ;;
+	esac
+}
+
+# netlab__start_delayline SIDE NS IF_A IF_B CTL_LINE
 netlab__start_delayline() {
-	local down=$1 up=$2 i
-	echo "$up $down up" >"$NETLAB_RUN/delay.ctl"
+	local side=$1 ns=$2 ifa=$3 ifb=$4 i log
+	log=$(netlab__dl "$side" delayline.log) || return 1
+	echo "$5" >"$(netlab__dl "$side" delay.ctl)"
 	# Disowned: a bare `wait` in a test does not block on it and its exit
 	# prints nothing, yet this shell still reaps it (no zombie left to init).
-	ip netns exec "$NS_WANEM" "$NETLAB_TOOLS/delayline" \
-		--a "$WANEM_ROUTER_IF" --b "$WANEM_WAN_IF" \
-		--ctl "$NETLAB_RUN/delay.ctl" --stats "$NETLAB_RUN/delayline.stats" \
+	ip netns exec "$ns" "$NETLAB_TOOLS/delayline" --a "$ifa" --b "$ifb" \
+		--ctl "$(netlab__dl "$side" delay.ctl)" --stats "$(netlab__dl "$side" delayline.stats)" \
 		--queue "${NETLAB_QUEUE:-16384}" \
-		</dev/null >"$NETLAB_RUN/delayline.log" 2>&1 &
-	echo $! >"$NETLAB_RUN/delayline.pid"
+		</dev/null >"$log" 2>&1 &
+	echo $! >"$(netlab__dl "$side" delayline.pid)"
 	disown $!
 	for ((i = 0; i < 300; i++)); do
-		grep -q forwarding "$NETLAB_RUN/delayline.log" 2>/dev/null && return 0
-		kill -0 "$(netlab_delayline_pid)" 2>/dev/null || break
+		grep -q forwarding "$log" 2>/dev/null && return 0
+		kill -0 "$(netlab_delayline_pid "$side")" 2>/dev/null || break
 		sleep 0.01
 	done
-	netlab__err "delayline did not start: $(tr '\n' ' ' <"$NETLAB_RUN/delayline.log" 2>/dev/null)"
+	netlab__err "$side delayline did not start: $(tr '\n' ' ' <"$log" 2>/dev/null)"
 }
 
-# netlab_delayline_pid: print the delay line's PID.
-netlab_delayline_pid() { cat "$NETLAB_RUN/delayline.pid" 2>/dev/null; }
+# netlab_delayline_pid [wan|lan]: print that delay line's PID (default wan).
+netlab_delayline_pid() { cat "$(netlab__dl "${1:-wan}" delayline.pid)" 2>/dev/null; }
 
-# netlab__ctl UP_MS DOWN_MS STATE: hand the delay line a new control line and
-# wait (bounded) until it reports the line as applied.
+# netlab__ctl SIDE AB_MS BA_MS STATE: hand a delay line a new control line
+# and wait (bounded) until it reports the line as applied.
 netlab__ctl() {
-	local line="$1 $2 $3" pid i
-	pid=$(netlab_delayline_pid)
-	[ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || { netlab__err "delayline is not running"; return 1; }
-	echo "$line" >"$NETLAB_RUN/delay.ctl.tmp" && mv -f "$NETLAB_RUN/delay.ctl.tmp" "$NETLAB_RUN/delay.ctl" ||
-		{ netlab__err "cannot write $NETLAB_RUN/delay.ctl"; return 1; }
+	local side=$1 line="$2 $3 $4" pid i ctl
+	ctl=$(netlab__dl "$side" delay.ctl) || return 1
+	pid=$(netlab_delayline_pid "$side")
+	[ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || { netlab__err "$side delayline is not running"; return 1; }
+	echo "$line" >"$ctl.tmp" && mv -f "$ctl.tmp" "$ctl" || { netlab__err "cannot write $ctl"; return 1; }
 	kill -USR1 "$pid"
 	for ((i = 0; i < 200; i++)); do
-		[ "$(cat "$NETLAB_RUN/delay.ctl.applied" 2>/dev/null)" = "$line" ] && return 0
+		[ "$(cat "$ctl.applied" 2>/dev/null)" = "$line" ] && return 0
 		sleep 0.01
 	done
-	netlab__err "delayline did not apply '$line' within 2 s"
+	netlab__err "$side delayline did not apply '$line' within 2 s"
 }
 
-# netlab__ctl_field N: field N of the current control line (1 up, 2 down, 3 state).
+# netlab__ctl_field SIDE N: field N of a delay line's current control line
+# (1 AB_MS, 2 BA_MS, 3 state).
 netlab__ctl_field() {
 	local fields
-	read -r -a fields <"$NETLAB_RUN/delay.ctl" 2>/dev/null || return 1
-	echo "${fields[$(($1 - 1))]:-up}"
+	read -r -a fields <"$(netlab__dl "$1" delay.ctl)" 2>/dev/null || return 1
+	echo "${fields[$(($2 - 1))]:-up}"
 }
 
-# netlab_set_delay DOWN_MS UP_MS: change the one-way delays at run time.
+# netlab__state_arg down|up: validate a link state argument.
+netlab__state_arg() {
+	case ${1:-} in
+	down | DOWN) echo down ;; up | UP) echo up ;;
+	*) return 1 ;;
+	esac
+}
+
+# netlab_set_delay DOWN_MS UP_MS: change the WAN one-way delays at run time.
 # Frames already in flight keep the delay they had when they entered.
 netlab_set_delay() {
 	netlab__is_num "${1:-}" && netlab__is_num "${2:-}" ||
 		{ netlab__err "usage: netlab_set_delay DOWN_MS UP_MS"; return 1; }
-	netlab__ctl "$2" "$1" "$(netlab__ctl_field 3)"
+	netlab__ctl wan "$2" "$1" "$(netlab__ctl_field wan 3)"
 }
 
-# netlab_get_delay: print "DOWN_MS UP_MS STATE" as configured.
+# netlab_get_delay: print the WAN side's "DOWN_MS UP_MS STATE" as configured.
 netlab_get_delay() {
-	echo "$(netlab__ctl_field 2) $(netlab__ctl_field 1) $(netlab__ctl_field 3)"
+	echo "$(netlab__ctl_field wan 2) $(netlab__ctl_field wan 1) $(netlab__ctl_field wan 3)"
 }
 
-# netlab_link down|up: outage on/off. While down the delay line drops every
-# frame both ways, including frames already queued.
+# netlab_link down|up: WAN outage on/off. While down the delay line drops
+# every frame both ways, including frames already queued.
 netlab_link() {
 	local state
-	case ${1:-} in
-	down | DOWN) state=down ;; up | UP) state=up ;;
-	*) netlab__err "usage: netlab_link down|up"; return 1 ;;
-	esac
-	netlab__ctl "$(netlab__ctl_field 1)" "$(netlab__ctl_field 2)" "$state"
+	state=$(netlab__state_arg "${1:-}") || { netlab__err "usage: netlab_link down|up"; return 1; }
+	netlab__ctl wan "$(netlab__ctl_field wan 1)" "$(netlab__ctl_field wan 2)" "$state"
+}
+
+# netlab_set_lan_delay DOWN_MS UP_MS: change the LAN one-way delays at run
+# time (down = router -> device, up = device -> router).
+netlab_set_lan_delay() {
+	netlab__is_num "${1:-}" && netlab__is_num "${2:-}" ||
+		{ netlab__err "usage: netlab_set_lan_delay DOWN_MS UP_MS"; return 1; }
+	netlab__ctl lan "$1" "$2" "$(netlab__ctl_field lan 3)"
+}
+
+# netlab_get_lan_delay: print the LAN side's "DOWN_MS UP_MS STATE".
+netlab_get_lan_delay() {
+	echo "$(netlab__ctl_field lan 1) $(netlab__ctl_field lan 2) $(netlab__ctl_field lan 3)"
+}
+
+# netlab_lan_link down|up: the device drops off the LAN (out of Wi-Fi range)
+# and comes back; like netlab_link, on the LAN side.
+netlab_lan_link() {
+	local state
+	state=$(netlab__state_arg "${1:-}") || { netlab__err "usage: netlab_lan_link down|up"; return 1; }
+	netlab__ctl lan "$(netlab__ctl_field lan 1)" "$(netlab__ctl_field lan 2)" "$state"
 }
 
 # netlab__shape_dev down|up: the wanem interface that direction leaves by.
@@ -375,18 +456,27 @@ netlab_unshape() {
 	return 0
 }
 
-# netlab__wait_listen NS PORT SECONDS: wait until a TCP listener is up.
+# netlab__wait_listen NS PORT SECONDS [t|u]: wait until a TCP (default) or
+# UDP listener is up.
 netlab__wait_listen() {
 	local i
 	for ((i = 0; i < $3 * 20; i++)); do
-		[ -n "$(ip netns exec "$1" ss -Hltn "sport = :$2" 2>/dev/null)" ] && return 0
+		[ -n "$(ip netns exec "$1" ss -Hl"${4:-t}"n "sport = :$2" 2>/dev/null)" ] && return 0
 		sleep 0.05
 	done
-	netlab__err "nothing listens on port $2 in $1 after $3 s"
+	netlab__err "nothing listens on ${4:-t}cp port $2 in $1 after $3 s"
 }
 
-# netlab_start_servers: httpd on [::]:HTTP_PORT (both families) and an
-# iperf3 server on IPERF_PORT in ns wan, once they accept connections.
+# netlab__dns_server ADDR: ADDR as a dnsq --server argument with DNS_PORT.
+netlab__dns_server() {
+	case $1 in *:*) echo "[$1]:$DNS_PORT" ;; *) echo "$1:$DNS_PORT" ;; esac
+}
+
+# netlab_start_servers: in ns wan, httpd on [::]:HTTP_PORT, an iperf3 server
+# on IPERF_PORT and dnsd on [::]:DNS_PORT (UDP; all three serve IPv4 and
+# IPv6), once they accept connections and dnsd answers on both families.
+# Logs: $NETLAB_RUN/{httpd,iperf3,dnsd}.log; dnsd logs one line per query:
+# "dnsd: SRC query to DST id=N type=T name=NAME answered".
 netlab_start_servers() {
 	netlab__ns_exists "$NS_WAN" || { netlab__err "netlab_up first"; return 1; }
 	# Disowned, like the delay line (see netlab__start_delayline).
@@ -396,8 +486,18 @@ netlab_start_servers() {
 	ip netns exec "$NS_WAN" iperf3 -s -p "$IPERF_PORT" \
 		</dev/null >"$NETLAB_RUN/iperf3.log" 2>&1 &
 	disown $!
+	ip netns exec "$NS_WAN" "$NETLAB_TOOLS/dnsd" --listen "[::]:$DNS_PORT" \
+		</dev/null >"$NETLAB_RUN/dnsd.log" 2>&1 &
+	disown $!
 	netlab__wait_listen "$NS_WAN" "$HTTP_PORT" 5 || return 1
-	netlab__wait_listen "$NS_WAN" "$IPERF_PORT" 5
+	netlab__wait_listen "$NS_WAN" "$IPERF_PORT" 5 || return 1
+	netlab__wait_listen "$NS_WAN" "$DNS_PORT" 5 u || return 1
+	local a
+	for a in 127.0.0.1 ::1; do
+		ip netns exec "$NS_WAN" "$NETLAB_TOOLS/dnsq" --server "$(netlab__dns_server "$a")" \
+			--count 3 --interval-ms 0 --timeout-ms 500 >/dev/null 2>&1 ||
+			{ netlab__err "dnsd does not answer on $a: $(tr '\n' ' ' <"$NETLAB_RUN/dnsd.log")"; return 1; }
+	done
 }
 
 # netlab_wait_ping lan|router|wan ADDR [SECONDS]: wait until ADDR answers.
@@ -429,23 +529,58 @@ netlab_ping_median() {
 		}' || { netlab__err "too few ping replies from $2 in $1"; return 1; }
 }
 
-# netlab_stats: print the delay line's counters, one line per direction,
-# "up ..." then "down ...", as KEY=VALUE fields: fwd_frames fwd_bytes
-# dropped_frames (sum of: drop_queue_full drop_link_down drop_oversize
-# drop_tx = egress qdisc full, drop_kernel = receive buffer overflow)
-# drop_tx_bytes delay_ms.
-netlab_stats() {
-	local pid i f=$NETLAB_RUN/delayline.stats
-	pid=$(netlab_delayline_pid)
-	[ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || { netlab__err "delayline is not running"; return 1; }
+# netlab__stats SIDE AB_NAME BA_NAME: a delay line's counters, "up" line
+# first, then "down".
+netlab__stats() {
+	local pid i f
+	f=$(netlab__dl "$1" delayline.stats) || return 1
+	pid=$(netlab_delayline_pid "$1")
+	[ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || { netlab__err "$1 delayline is not running"; return 1; }
 	rm -f "$f"
 	kill -USR2 "$pid"
 	for ((i = 0; i < 200; i++)); do
-		[ -s "$f" ] && { sed 's/^ab /up /; s/^ba /down /' "$f"; return 0; }
+		if [ -s "$f" ]; then
+			awk -v ab="$2" -v ba="$3" '
+				$1 == "ab" { $1 = ab } $1 == "ba" { $1 = ba }
+				$1 == "up" { u = $0 } $1 == "down" { d = $0 }
+				END { print u; print d }' "$f"
+			return 0
+		fi
 		sleep 0.01
 	done
-	netlab__err "delayline wrote no stats within 2 s"
+	netlab__err "$1 delayline wrote no stats within 2 s"
 }
+
+# netlab_dns_median lan|router|wan ADDR [COUNT [TYPE [INTERVAL_MS]]]: query
+# dnsd at ADDR (port DNS_PORT) COUNT times (default 20) for TYPE (A or AAAA,
+# default A), one query every INTERVAL_MS (default 50), each with a 2 s
+# timeout and a fresh source port; print the median RTT in ms (3 decimals).
+# Fails if fewer than half the replies came back. The first query may
+# include ARP/ND, hence the median.
+netlab_dns_median() {
+	local ns count=${3:-20} out
+	ns=$(netlab__ns "$1") || return 1
+	out=$(ip netns exec "$ns" "$NETLAB_TOOLS/dnsq" --server "$(netlab__dns_server "$2")" \
+		--count "$count" --interval-ms "${5:-50}" --timeout-ms 2000 --type "${4:-A}" 2>&1)
+	# shellcheck disable=SC2181  # $out is needed either way
+	if [ $? != 0 ]; then
+		netlab__err "too few DNS replies from $2 in $1: $(echo "$out" | tail -n 1)"
+		return 1
+	fi
+	echo "$out" | sed -n 's/^sent=.* median_ms=\([0-9.]*\)$/\1/p'
+}
+
+# netlab_stats: print the WAN delay line's counters, one line per direction,
+# "up ..." then "down ...", as KEY=VALUE fields: fwd_frames fwd_bytes
+# dropped_frames (sum of: drop_queue_full drop_link_down drop_oversize
+# drop_tx = egress qdisc full, drop_kernel = receive buffer overflow)
+# drop_tx_bytes delay_ms rx_ts_fallback (frames timed when read instead of
+# by the kernel's receive timestamp: a little late; expected near 0).
+netlab_stats() { netlab__stats wan up down; }
+
+# netlab_lan_stats: the same for the LAN delay line ("up" = device -> router,
+# "down" = router -> device).
+netlab_lan_stats() { netlab__stats lan down up; }
 
 # netlab_down: kill every process in the lab's namespaces, delete them and
 # the run directory (kept if NETLAB_KEEP_RUN=1). Idempotent; always returns 0.

@@ -1,0 +1,554 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause */
+/*
+ * Passive RTT from forwarded traffic, included by flow.bpf.c so that one TC
+ * program per hook parses each packet once.
+ *
+ * A packet may be a request (remembered with the time it passed) and an
+ * answer (matched against a request that passed the other way). Where the
+ * request passed decides the leg: remembered on egress, answered on
+ * ingress = WAN leg; remembered on ingress, answered on egress = LAN leg.
+ *
+ *  tcp_ts   data/SYN packets remember (flow, TSval); a reverse packet whose
+ *           TSecr echoes it answers. Only the first packet carrying a TSval
+ *           counts; a flow first seen mid-stream waits for the first TSval
+ *           change; retransmissions and reordered packets never remember;
+ *           at most one record per flow and rate_limit_ns.
+ *  tcp_seq  flows without timestamps: one outstanding segment end E per
+ *           flow; the first ACK >= E answers. A retransmission that covers
+ *           E cancels it (Karn's rule).
+ *  dns      UDP to port 53 remembers (flow, id); the response answers. A
+ *           repeated query with the same id cancels it.
+ *  icmp     echo request remembers (flow, id/seq); the reply answers.
+ *
+ * Only headers are read (for DNS: the 2-byte id of the DNS header).
+ */
+#ifndef ISPMON_RTT_H
+#define ISPMON_RTT_H
+
+#define TCPOPT_EOL 0
+#define TCPOPT_NOP 1
+#define TCPOPT_TIMESTAMP 8
+#define TCPOLEN_TIMESTAMP 10
+#define MAX_TCP_OPTS 40 /* option bytes in the largest TCP header */
+#define DNS_PORT 53
+#define ICMP_ECHOREPLY 0
+#define ICMP_ECHO 8
+#define ICMPV6_ECHO_REQUEST 128
+#define ICMPV6_ECHO_REPLY 129
+#define PENDING_MAX_AGE_NS (10ULL * 1000000000ULL) /* older answers are no RTT */
+
+#ifndef ISPMON_FLOW_ENTRIES
+#define ISPMON_FLOW_ENTRIES 16384
+#endif
+#ifndef ISPMON_PENDING_ENTRIES
+#define ISPMON_PENDING_ENTRIES 16384
+#endif
+
+#ifndef ISPMON_DEV_ENTRIES
+#define ISPMON_DEV_ENTRIES 512
+#endif
+
+/* Set by the loader. */
+const volatile __u64 rtt_rate_limit_ns = 10 * 1000 * 1000;
+/* On a LAN interface: per-device accounting, and the legs swap (an answer
+ * leaving towards the device closes a request that went to the internet). */
+const volatile bool lan_side = false;
+
+/* Where a sample is taken: its leg and, on a LAN interface, its device. */
+struct rtt_at {
+	__u32 leg;
+	struct ispmon_dev_stats *dev;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+	__uint(max_entries, ISPMON_DEV_ENTRIES);
+	__type(key, struct ispmon_dev_key);
+	__type(value, struct ispmon_dev_stats);
+} devices SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, ISPMON_FLOW_ENTRIES);
+	__type(key, struct ispmon_flow_key);
+	__type(value, struct ispmon_flow_state);
+} flow_state SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, ISPMON_PENDING_ENTRIES);
+	__type(key, struct ispmon_pending_key);
+	__type(value, __u64);
+} pending SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, ISPMON_RTT_SERIES * ISPMON_RTT_BUCKETS);
+	__type(key, __u32);
+	__type(value, __u64);
+} rtt_hist SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, ISPMON_RTT_SERIES);
+	__type(key, __u32);
+	__type(value, struct ispmon_rtt_sum);
+} rtt_sum SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, ISPMON_M_MAX);
+	__type(key, __u32);
+	__type(value, struct ispmon_rtt_counters);
+} rtt_counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ispmon_flow_counters);
+} flow_counters SEC(".maps");
+
+/* Wrap-around safe sequence/timestamp comparisons (RFC 1982 style). */
+static __always_inline bool before32(__u32 a, __u32 b) { return (__s32)(a - b) < 0; }
+static __always_inline bool after32(__u32 a, __u32 b) { return (__s32)(b - a) < 0; }
+
+static __always_inline struct ispmon_rtt_counters *counters(__u32 method)
+{
+	return bpf_map_lookup_elem(&rtt_counters, &method);
+}
+
+static __always_inline void reverse_key(const struct ispmon_flow_key *k,
+					struct ispmon_flow_key *r)
+{
+	__builtin_memcpy(r->saddr, k->daddr, sizeof(r->saddr));
+	__builtin_memcpy(r->daddr, k->saddr, sizeof(r->daddr));
+	r->sport = k->dport;
+	r->dport = k->sport;
+	r->proto = k->proto;
+	r->family = k->family;
+	r->pad = 0;
+}
+
+static __always_inline void rtt_sample(const struct rtt_at *at, __u32 method, __u64 rtt_ns)
+{
+	__u32 leg = at->leg & 1;
+	__u32 series = leg * ISPMON_M_MAX + method;
+	__u32 bucket = ispmon_rtt_bucket(rtt_ns / 1000);
+	__u32 idx = series * ISPMON_RTT_BUCKETS + bucket;
+	struct ispmon_dev_stats *dev = at->dev;
+	struct ispmon_rtt_counters *c;
+	struct ispmon_rtt_sum *s;
+	__u64 *n;
+
+	if (dev) {
+		__u32 db = bucket >> ISPMON_DEV_RTT_SHIFT;
+
+		if (db > ISPMON_DEV_RTT_BUCKETS - 1)
+			db = ISPMON_DEV_RTT_BUCKETS - 1;
+		dev->rtt_hist[leg][db]++;
+		dev->rtt_sum_ns[leg] += rtt_ns;
+		dev->rtt_count[leg]++;
+	}
+	/* The line-wide histograms come from the WAN interface only; a LAN
+	 * interface sees the same flows and would count them twice. */
+	if (lan_side)
+		return;
+	n = bpf_map_lookup_elem(&rtt_hist, &idx);
+	if (n)
+		*n += 1;
+	s = bpf_map_lookup_elem(&rtt_sum, &series);
+	if (s) {
+		s->sum_ns += rtt_ns;
+		s->count++;
+	}
+	c = counters(method);
+	if (c)
+		c->samples++;
+}
+
+/* Remember a request; on a duplicate (same ident in flight) cancel both,
+ * since the answer could belong to either. */
+static __always_inline void remember(const struct ispmon_flow_key *flow, __u32 ident,
+				     __u32 method, __u64 now, bool cancel_dup)
+{
+	struct ispmon_pending_key pk = {.ident = ident, .method = method};
+	struct ispmon_rtt_counters *c = counters(method);
+
+	pk.flow = *flow;
+	if (!bpf_map_update_elem(&pending, &pk, &now, BPF_NOEXIST)) {
+		if (c)
+			c->records++;
+		return;
+	}
+	if (cancel_dup) {
+		bpf_map_delete_elem(&pending, &pk);
+		if (c)
+			c->ambiguous++;
+	}
+}
+
+/* Match an answer: the request went the reverse way of this packet. */
+static __always_inline void answer(const struct ispmon_flow_key *flow, __u32 ident,
+				   __u32 method, const struct rtt_at *at, __u64 now)
+{
+	struct ispmon_pending_key pk = {.ident = ident, .method = method};
+	__u64 *t;
+
+	reverse_key(flow, &pk.flow);
+	t = bpf_map_lookup_elem(&pending, &pk);
+	if (!t)
+		return;
+	if (now > *t && now - *t < PENDING_MAX_AGE_NS)
+		rtt_sample(at, method, now - *t);
+	bpf_map_delete_elem(&pending, &pk);
+}
+
+/*
+ * Find the timestamp option; any valid layout is walked. The walk steps a
+ * constant byte index and jumps to the next option start, so every packet
+ * access has a constant offset from base: the verifier checks 40 small
+ * steps instead of a pointer that moves by packet-controlled amounts.
+ */
+static __always_inline bool tcp_ts_opt(void *data_end, __u8 *base, __u32 optlen,
+				       __u32 *tsval, __u32 *tsecr)
+{
+	__u32 next = 0;
+
+#pragma unroll
+	for (__u32 i = 0; i < MAX_TCP_OPTS; i++) {
+		__u8 kind, len;
+
+		if (i != next)
+			continue; /* inside the previous option */
+		if (i >= optlen || (void *)(base + i + 1) > data_end)
+			return false;
+		kind = base[i];
+		if (kind == TCPOPT_EOL)
+			return false;
+		if (kind == TCPOPT_NOP) {
+			next = i + 1;
+			continue;
+		}
+		if ((void *)(base + i + 2) > data_end)
+			return false;
+		len = base[i + 1];
+		if (len < 2)
+			return false;
+		if (kind == TCPOPT_TIMESTAMP && len == TCPOLEN_TIMESTAMP) {
+			if (i + TCPOLEN_TIMESTAMP > optlen ||
+			    (void *)(base + i + TCPOLEN_TIMESTAMP) > data_end)
+				return false;
+			*tsval = (__u32)base[i + 2] << 24 | (__u32)base[i + 3] << 16 |
+				 (__u32)base[i + 4] << 8 | base[i + 5];
+			*tsecr = (__u32)base[i + 6] << 24 | (__u32)base[i + 7] << 16 |
+				 (__u32)base[i + 8] << 8 | base[i + 9];
+			return true;
+		}
+		next = i + len;
+	}
+	return false;
+}
+
+static __always_inline void rtt_tcp(struct __sk_buff *skb, void *data, void *data_end,
+				    struct pkt *p, const struct rtt_at *at, __u64 now)
+{
+	struct tcphdr *th = data + p->l4_off;
+	struct ispmon_flow_state *st, fresh = {};
+	struct ispmon_flow_key rkey;
+	struct ispmon_flow_counters *fc;
+	struct ispmon_rtt_counters *c;
+	__u32 doff, plen, seq, ack, end, tsval = 0, tsecr = 0, zero = 0;
+	bool has_ts, syn, fin, new_range, retrans, newer_ts;
+
+	if (p->l4_off > 0x3fff || (void *)(th + 1) > data_end)
+		return;
+	doff = th->doff * 4;
+	if (doff < sizeof(*th))
+		return;
+	/* GRO/BIG TCP may leave the IP length unusable: fall back to skb. */
+	plen = p->l4_len;
+	if (plen > skb->len || plen < doff)
+		plen = skb->len > p->l4_off + doff ? skb->len - p->l4_off : doff;
+	plen -= doff;
+	has_ts = tcp_ts_opt(data_end, (__u8 *)(th + 1), doff - sizeof(*th), &tsval, &tsecr);
+	seq = bpf_ntohl(th->seq);
+	ack = bpf_ntohl(th->ack_seq);
+	syn = th->syn;
+	fin = th->fin;
+
+	/* 1. As an answer to the reverse direction. */
+	if (th->ack) {
+		if (has_ts) {
+			if (tsecr)
+				answer(&p->key, tsecr, ISPMON_M_TCP_TS, at, now);
+		} else {
+			struct ispmon_flow_state *rst;
+
+			reverse_key(&p->key, &rkey);
+			rst = bpf_map_lookup_elem(&flow_state, &rkey);
+			if (rst && (rst->flags & ISPMON_FS_PENDING) &&
+			    !before32(ack, rst->pending_end)) {
+				rst->flags &= ~ISPMON_FS_PENDING;
+				if (now > rst->pending_ts_ns &&
+				    now - rst->pending_ts_ns < PENDING_MAX_AGE_NS)
+					rtt_sample(at, ISPMON_M_TCP_SEQ,
+						   now - rst->pending_ts_ns);
+			}
+		}
+	}
+
+	/* 2. As a request. */
+	fc = bpf_map_lookup_elem(&flow_counters, &zero);
+	if (th->rst) {
+		reverse_key(&p->key, &rkey);
+		if (!bpf_map_delete_elem(&flow_state, &p->key) && fc)
+			fc->closed++;
+		if (!bpf_map_delete_elem(&flow_state, &rkey) && fc)
+			fc->closed++;
+		return;
+	}
+	if (!plen && !syn && !fin)
+		return; /* a pure ACK: nobody answers it promptly */
+	end = seq + plen + syn + fin;
+
+	st = bpf_map_lookup_elem(&flow_state, &p->key);
+	if (!st) {
+		/* New to us. Mid-stream we cannot tell a retransmission from
+		 * new data, nor the first packet of a TSval: only a SYN is
+		 * remembered now, anything else from the next change on. */
+		fresh.last_seen_ns = now;
+		fresh.highest_end = end;
+		fresh.flags = ISPMON_FS_SEQ_INIT;
+		if (has_ts) {
+			fresh.last_tsval = tsval;
+			fresh.flags |= ISPMON_FS_TSVAL_SEEN;
+		}
+		if (syn) {
+			if (has_ts) {
+				fresh.last_record_ns = now;
+				remember(&p->key, tsval, ISPMON_M_TCP_TS, now, true);
+			} else {
+				fresh.pending_end = end;
+				fresh.pending_ts_ns = now;
+				fresh.flags |= ISPMON_FS_PENDING;
+				c = counters(ISPMON_M_TCP_SEQ);
+				if (c)
+					c->records++;
+			}
+		}
+		if (!bpf_map_update_elem(&flow_state, &p->key, &fresh, BPF_NOEXIST) && fc)
+			fc->created++;
+		return;
+	}
+	st->last_seen_ns = now;
+
+	/* Entirely new sequence space, or (partly) sent before? */
+	new_range = after32(end, st->highest_end) && !before32(seq, st->highest_end);
+	retrans = !new_range;
+	if (after32(end, st->highest_end))
+		st->highest_end = end;
+	if (retrans && (st->flags & ISPMON_FS_PENDING) && before32(seq, st->pending_end)) {
+		/* Karn: the ACK could answer either copy. */
+		st->flags &= ~ISPMON_FS_PENDING;
+		c = counters(ISPMON_M_TCP_SEQ);
+		if (c)
+			c->ambiguous++;
+	}
+
+	if (has_ts) {
+		newer_ts = !(st->flags & ISPMON_FS_TSVAL_SEEN) || after32(tsval, st->last_tsval);
+		if (!newer_ts)
+			return; /* same TSval as before, or reordered */
+		st->last_tsval = tsval;
+		st->flags |= ISPMON_FS_TSVAL_SEEN;
+		if (retrans)
+			return;
+		if (now - st->last_record_ns < rtt_rate_limit_ns) {
+			c = counters(ISPMON_M_TCP_TS);
+			if (c)
+				c->rate_limited++;
+			return;
+		}
+		st->last_record_ns = now;
+		remember(&p->key, tsval, ISPMON_M_TCP_TS, now, true);
+		return;
+	}
+
+	/* No timestamps: SEQ/ACK with one outstanding measurement, which an
+	 * ACK that never comes must not block forever. */
+	if (!new_range)
+		return;
+	if ((st->flags & ISPMON_FS_PENDING) && now - st->pending_ts_ns < PENDING_MAX_AGE_NS)
+		return;
+	st->pending_end = end;
+	st->pending_ts_ns = now;
+	st->flags |= ISPMON_FS_PENDING;
+	c = counters(ISPMON_M_TCP_SEQ);
+	if (c)
+		c->records++;
+}
+
+static __always_inline void rtt_dns(void *data, void *data_end, struct pkt *p,
+				    const struct rtt_at *at, __u64 now)
+{
+	__be16 *id = data + p->l4_off + sizeof(struct udphdr);
+
+	if (p->l4_off > 0x3fff || (void *)(id + 1) > data_end)
+		return;
+	/* 12-byte DNS header at least; we read its first field only. */
+	if (p->l4_len < sizeof(struct udphdr) + 12)
+		return;
+	if (p->key.dport == bpf_htons(DNS_PORT))
+		remember(&p->key, bpf_ntohs(*id), ISPMON_M_DNS, now, true);
+	else if (p->key.sport == bpf_htons(DNS_PORT))
+		answer(&p->key, bpf_ntohs(*id), ISPMON_M_DNS, at, now);
+}
+
+static __always_inline void rtt_icmp(void *data, void *data_end, struct pkt *p,
+				     const struct rtt_at *at, __u64 now)
+{
+	struct {
+		__u8 type;
+		__u8 code;
+		__be16 csum;
+		__be16 id;
+		__be16 seq;
+	} *ic = data + p->l4_off;
+	bool v6 = p->l4_proto == IPPROTO_ICMPV6;
+	__u32 ident;
+
+	if (p->l4_off > 0x3fff || (void *)(ic + 1) > data_end)
+		return;
+	ident = ((__u32)bpf_ntohs(ic->id) << 16) | bpf_ntohs(ic->seq);
+	if (ic->type == (v6 ? ICMPV6_ECHO_REQUEST : ICMP_ECHO))
+		remember(&p->key, ident, ISPMON_M_ICMP, now, true);
+	else if (ic->type == (v6 ? ICMPV6_ECHO_REPLY : ICMP_ECHOREPLY))
+		answer(&p->key, ident, ISPMON_M_ICMP, at, now);
+}
+
+/* Flow key from the headers parse_pkt() found; false if they moved. */
+static __always_inline bool rtt_key(void *data, void *data_end, struct pkt *p,
+				    struct ispmon_flow_key *k, __u32 family)
+{
+	k->family = family;
+	k->proto = p->l4_proto;
+	if (family == 4) {
+		struct iphdr *ip = data + p->l3_off;
+
+		if ((void *)(ip + 1) > data_end)
+			return false;
+		k->saddr[0] = ip->saddr;
+		k->daddr[0] = ip->daddr;
+	} else {
+		struct ipv6hdr *ip6 = data + p->l3_off;
+
+		if ((void *)(ip6 + 1) > data_end)
+			return false;
+		__builtin_memcpy(k->saddr, &ip6->saddr, 16);
+		__builtin_memcpy(k->daddr, &ip6->daddr, 16);
+	}
+	if (p->l4_proto == IPPROTO_TCP || p->l4_proto == IPPROTO_UDP) {
+		__be16 *ports = data + p->l4_off;
+
+		if ((void *)(ports + 2) > data_end)
+			return false;
+		k->sport = ports[0];
+		k->dport = ports[1];
+	}
+	return true;
+}
+
+/* The device end of a packet on a LAN interface: the sender when it
+ * arrives (ingress), the receiver when it leaves. By MAC where frames have
+ * one, else by IP address. False for group addresses. */
+static __always_inline bool dev_key(void *data, void *data_end,
+				    const struct ispmon_flow_key *k, bool ingress,
+				    bool l3, struct ispmon_dev_key *dk)
+{
+	if (!l3) {
+		struct ethhdr *eth = data;
+		__u8 *mac;
+
+		if ((void *)(eth + 1) > data_end)
+			return false;
+		mac = ingress ? eth->h_source : eth->h_dest;
+		if (mac[0] & 1)
+			return false; /* multicast or broadcast */
+		__builtin_memcpy(dk->addr, mac, 6);
+		dk->family = 0;
+		return true;
+	}
+	__builtin_memcpy(dk->addr, ingress ? k->saddr : k->daddr, 16);
+	dk->family = k->family;
+	return true;
+}
+
+/*
+ * A global (non-inlined) function: the verifier checks it once with unknown
+ * offsets instead of once per path through the link-layer parser, which
+ * would multiply the option walk's states past its limit.
+ * meta = l4_proto | family << 8 | ingress << 16 | l3_dev << 17. 64-bit arguments: a 32-bit
+ * one gets zero-extended into a fresh register after its bounds check, and
+ * the verifier loses the bound.
+ */
+__noinline int rtt_handle(struct __sk_buff *skb, __u64 l3_off, __u64 l4_off,
+			  __u64 l4_len, __u64 meta)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	__u32 family = (meta >> 8) & 0xff;
+	bool ingress = (meta >> 16) & 1;
+	/* On the WAN interface an answer arriving (ingress) closes a request
+	 * that left to the internet: WAN leg. On a LAN interface it is the
+	 * other way round. */
+	struct rtt_at at = {.leg = ingress != lan_side ? ISPMON_LEG_WAN : ISPMON_LEG_LAN};
+	struct pkt p = {};
+	__u64 now;
+
+	if (!skb || l3_off > 64 || l4_off > 0x3fff || (family != 4 && family != 6))
+		return 0;
+	barrier_var(l3_off);
+	barrier_var(l4_off);
+	p.l3_off = l3_off;
+	p.l4_off = l4_off;
+	p.l4_len = l4_len;
+	p.l4_proto = meta & 0xff;
+	if (!rtt_key(data, data_end, &p, &p.key, family))
+		return 0;
+	if (lan_side) {
+		struct ispmon_dev_key dk = {};
+
+		if (dev_key(data, data_end, &p.key, ingress, (meta >> 17) & 1, &dk))
+			at.dev = bpf_map_lookup_elem(&devices, &dk);
+	}
+	now = bpf_ktime_get_ns();
+	switch (p.l4_proto) {
+	case IPPROTO_TCP:
+		rtt_tcp(skb, data, data_end, &p, &at, now);
+		break;
+	case IPPROTO_UDP:
+		rtt_dns(data, data_end, &p, &at, now);
+		break;
+	case IPPROTO_ICMP:
+	case IPPROTO_ICMPV6:
+		rtt_icmp(data, data_end, &p, &at, now);
+		break;
+	default:
+		break;
+	}
+	return 0;
+}
+
+static __always_inline void rtt_packet(struct __sk_buff *skb, struct pkt *p,
+				       enum ispmon_l3 l3, bool ingress)
+{
+	if (p->frag || (p->l4_proto != IPPROTO_TCP && p->l4_proto != IPPROTO_UDP &&
+			p->l4_proto != IPPROTO_ICMP && p->l4_proto != IPPROTO_ICMPV6))
+		return;
+	rtt_handle(skb, p->l3_off, p->l4_off, p->l4_len,
+		   p->l4_proto | (l3 == ISPMON_L3_IPV4 ? 4 : 6) << 8 | (__u32)ingress << 16 |
+			   (__u32)l3_dev << 17);
+}
+
+#endif /* ISPMON_RTT_H */

@@ -1,0 +1,312 @@
+#include "devices.h"
+
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <errno.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rtt.h"
+
+#define RTT_SLOT_S 60.0 /* per-device RTT quantiles cover 60-120 s */
+
+struct dev_entry {
+	struct ispmon_dev_key key;
+	/* Kernel reading this round (summed over CPUs and interfaces), the
+	 * previous one, and what earlier evicted incarnations had counted. */
+	struct ispmon_dev_stats now, last, base;
+	bool seen;     /* read this round */
+	bool exported; /* has its own label */
+	/* RTT window: histogram totals at the last two slot boundaries. */
+	uint64_t slot_hist[2][ISPMON_LEG_MAX][ISPMON_DEV_RTT_BUCKETS];
+};
+
+struct devices {
+	unsigned max_exported, n_exported;
+	unsigned n;
+	struct dev_entry *tab; /* DEVICES_TABLE_MAX entries */
+	struct ispmon_dev_stats other_base; /* devices dropped from a full table */
+	struct ispmon_dev_stats *pcpu;
+	int ncpu;
+	double last_slot;
+};
+
+int devices_new(unsigned max_devices, struct devices **out)
+{
+	struct devices *d = calloc(1, sizeof(*d));
+
+	if (!d)
+		return -ENOMEM;
+	d->max_exported = max_devices;
+	d->ncpu = libbpf_num_possible_cpus();
+	d->last_slot = -1;
+	d->tab = calloc(DEVICES_TABLE_MAX, sizeof(*d->tab));
+	d->pcpu = d->ncpu > 0 ? calloc((size_t)d->ncpu, sizeof(*d->pcpu)) : NULL;
+	if (!d->tab || !d->pcpu) {
+		devices_free(d);
+		return -ENOMEM;
+	}
+	*out = d;
+	return 0;
+}
+
+void devices_free(struct devices *d)
+{
+	if (!d)
+		return;
+	free(d->tab);
+	free(d->pcpu);
+	free(d);
+}
+
+unsigned devices_count(const struct devices *d) { return d->n; }
+
+static void stats_add(struct ispmon_dev_stats *a, const struct ispmon_dev_stats *b)
+{
+	for (int i = 0; i < ISPMON_DIR_MAX; i++) {
+		a->bytes[i] += b->bytes[i];
+		a->packets[i] += b->packets[i];
+	}
+	for (int l = 0; l < ISPMON_LEG_MAX; l++) {
+		a->rtt_sum_ns[l] += b->rtt_sum_ns[l];
+		a->rtt_count[l] += b->rtt_count[l];
+		for (unsigned i = 0; i < ISPMON_DEV_RTT_BUCKETS; i++)
+			a->rtt_hist[l][i] += b->rtt_hist[l][i];
+	}
+	/* Addresses: the most recent sender wins. */
+	if (b->last_seen_ns >= a->last_seen_ns) {
+		if (b->ipv4)
+			a->ipv4 = b->ipv4;
+		if (b->ipv6[0] || b->ipv6[1] || b->ipv6[2] || b->ipv6[3])
+			memcpy(a->ipv6, b->ipv6, sizeof(a->ipv6));
+		a->last_seen_ns = b->last_seen_ns;
+	}
+}
+
+static struct dev_entry *find(struct devices *d, const struct ispmon_dev_key *k)
+{
+	for (unsigned i = 0; i < d->n; i++)
+		if (!memcmp(&d->tab[i].key, k, sizeof(*k)))
+			return &d->tab[i];
+	return NULL;
+}
+
+static struct dev_entry *add(struct devices *d, const struct ispmon_dev_key *k)
+{
+	struct dev_entry *e;
+
+	if (d->n == DEVICES_TABLE_MAX) {
+		/* Full: drop the oldest non-exported device into "other". */
+		unsigned victim = DEVICES_TABLE_MAX;
+
+		for (unsigned i = 0; i < d->n; i++)
+			if (!d->tab[i].exported) {
+				victim = i;
+				break;
+			}
+		if (victim == DEVICES_TABLE_MAX)
+			return NULL;
+		stats_add(&d->other_base, &d->tab[victim].base);
+		stats_add(&d->other_base, &d->tab[victim].last);
+		d->tab[victim] = d->tab[--d->n];
+	}
+	e = &d->tab[d->n++];
+	memset(e, 0, sizeof(*e));
+	e->key = *k;
+	if (d->n_exported < d->max_exported) {
+		e->exported = true;
+		d->n_exported++;
+	}
+	return e;
+}
+
+int devices_read(struct devices *d, int map_fd)
+{
+	struct ispmon_dev_key key, next;
+	void *prev = NULL;
+
+	while (!bpf_map_get_next_key(map_fd, prev, &next)) {
+		struct ispmon_dev_stats sum = {0};
+		struct dev_entry *e;
+
+		key = next;
+		prev = &key;
+		if (bpf_map_lookup_elem(map_fd, &key, d->pcpu))
+			continue; /* evicted meanwhile */
+		for (int c = 0; c < d->ncpu; c++)
+			stats_add(&sum, &d->pcpu[c]);
+		e = find(d, &key);
+		if (!e)
+			e = add(d, &key);
+		if (!e)
+			continue;
+		if (!e->seen)
+			memset(&e->now, 0, sizeof(e->now));
+		stats_add(&e->now, &sum);
+		e->seen = true;
+	}
+	return 0;
+}
+
+void devices_commit(struct devices *d, double now_s)
+{
+	bool new_slot = d->last_slot < 0 || now_s - d->last_slot >= RTT_SLOT_S;
+
+	for (unsigned i = 0; i < d->n; i++) {
+		struct dev_entry *e = &d->tab[i];
+
+		if (e->seen) {
+			/* Fewer bytes than last time: the kernel evicted and
+			 * re-created the entry; keep what the old one had. */
+			if (e->now.bytes[0] + e->now.bytes[1] < e->last.bytes[0] + e->last.bytes[1])
+				stats_add(&e->base, &e->last);
+			e->last = e->now;
+			e->seen = false;
+		}
+		if (new_slot && e->exported) {
+			struct ispmon_dev_stats tot = e->base;
+
+			stats_add(&tot, &e->last);
+			memcpy(e->slot_hist[0], e->slot_hist[1], sizeof(e->slot_hist[0]));
+			memcpy(e->slot_hist[1], tot.rtt_hist, sizeof(e->slot_hist[1]));
+		}
+	}
+	if (new_slot)
+		d->last_slot = now_s;
+}
+
+void devices_label(const struct ispmon_dev_key *k, char *buf, size_t len)
+{
+	if (k->family == 0)
+		snprintf(buf, len, "%02x:%02x:%02x:%02x:%02x:%02x", k->addr[0], k->addr[1],
+			 k->addr[2], k->addr[3], k->addr[4], k->addr[5]);
+	else if (!inet_ntop(k->family == 4 ? AF_INET : AF_INET6, k->addr, buf, (socklen_t)len))
+		snprintf(buf, len, "unknown");
+}
+
+/* Median of a device's RTT since the slot before last, in seconds. */
+static double dev_median(const struct dev_entry *e, const struct ispmon_dev_stats *tot, int leg)
+{
+	uint64_t d[ISPMON_DEV_RTT_BUCKETS], n = 0, acc = 0;
+
+	for (unsigned i = 0; i < ISPMON_DEV_RTT_BUCKETS; i++) {
+		d[i] = tot->rtt_hist[leg][i] - e->slot_hist[0][leg][i];
+		n += d[i];
+	}
+	if (!n)
+		return NAN;
+	for (unsigned i = 0; i < ISPMON_DEV_RTT_BUCKETS; i++) {
+		double lo, hi;
+
+		if (!d[i] || (double)(acc + d[i]) < n / 2.0) {
+			acc += d[i];
+			continue;
+		}
+		lo = (double)ispmon_rtt_bucket_lower_us((unsigned)i << ISPMON_DEV_RTT_SHIFT);
+		hi = i + 1 < ISPMON_DEV_RTT_BUCKETS
+			     ? (double)ispmon_rtt_bucket_lower_us((unsigned)(i + 1) << ISPMON_DEV_RTT_SHIFT)
+			     : lo * 2;
+		return (lo + (hi - lo) * ((n / 2.0 - (double)acc) / (double)d[i])) / 1e6;
+	}
+	return NAN;
+}
+
+void devices_render(const struct devices *d, struct mbuf *b)
+{
+	static const char *const dirs[ISPMON_DIR_MAX] = {"download", "upload"};
+	struct ispmon_dev_stats other = d->other_base;
+	bool have_other = false;
+	char label[64], v4[INET_ADDRSTRLEN], v6[INET6_ADDRSTRLEN];
+
+	prom_header(b, "ispmon_device_bytes_total", "counter",
+		    "Bytes to (download) and from (upload) each LAN device, at the LAN interface.");
+	for (unsigned i = 0; i < d->n; i++) {
+		const struct dev_entry *e = &d->tab[i];
+		struct ispmon_dev_stats tot = e->base;
+
+		stats_add(&tot, &e->last);
+		if (!e->exported) {
+			stats_add(&other, &tot);
+			have_other = true;
+			continue;
+		}
+		devices_label(&e->key, label, sizeof(label));
+		for (int k = 0; k < ISPMON_DIR_MAX; k++)
+			mbuf_printf(b, "ispmon_device_bytes_total{device=\"%s\",direction=\"%s\"} %llu\n",
+				    label, dirs[k], (unsigned long long)tot.bytes[k]);
+	}
+	have_other = have_other || d->other_base.bytes[0] || d->other_base.bytes[1];
+	if (have_other)
+		for (int k = 0; k < ISPMON_DIR_MAX; k++)
+			mbuf_printf(b, "ispmon_device_bytes_total{device=\"other\",direction=\"%s\"} %llu\n",
+				    dirs[k], (unsigned long long)other.bytes[k]);
+
+	prom_header(b, "ispmon_device_packets_total", "counter", "Packets to and from each LAN device.");
+	for (unsigned i = 0; i < d->n; i++) {
+		const struct dev_entry *e = &d->tab[i];
+		struct ispmon_dev_stats tot = e->base;
+
+		if (!e->exported)
+			continue;
+		stats_add(&tot, &e->last);
+		devices_label(&e->key, label, sizeof(label));
+		for (int k = 0; k < ISPMON_DIR_MAX; k++)
+			mbuf_printf(b, "ispmon_device_packets_total{device=\"%s\",direction=\"%s\"} %llu\n",
+				    label, dirs[k], (unsigned long long)tot.packets[k]);
+	}
+	if (have_other)
+		for (int k = 0; k < ISPMON_DIR_MAX; k++)
+			mbuf_printf(b, "ispmon_device_packets_total{device=\"other\",direction=\"%s\"} %llu\n",
+				    dirs[k], (unsigned long long)other.packets[k]);
+
+	prom_header(b, "ispmon_device_rtt_seconds_total", "counter",
+		    "Sum of a device's passive RTT samples by leg (divide its rate by the samples' rate for the mean).");
+	prom_header(b, "ispmon_device_rtt_samples_total", "counter", "A device's passive RTT samples by leg.");
+	prom_header(b, "ispmon_device_rtt_median_seconds", "gauge",
+		    "Median passive RTT of a device's traffic by leg over the last 1-2 minutes.");
+	for (unsigned i = 0; i < d->n; i++) {
+		const struct dev_entry *e = &d->tab[i];
+		struct ispmon_dev_stats tot = e->base;
+
+		if (!e->exported)
+			continue;
+		stats_add(&tot, &e->last);
+		devices_label(&e->key, label, sizeof(label));
+		for (int l = 0; l < ISPMON_LEG_MAX; l++) {
+			double med = dev_median(e, &tot, l);
+
+			mbuf_printf(b, "ispmon_device_rtt_seconds_total{device=\"%s\",leg=\"%s\"} %.9g\n",
+				    label, rtt_leg_names[l], (double)tot.rtt_sum_ns[l] / 1e9);
+			mbuf_printf(b, "ispmon_device_rtt_samples_total{device=\"%s\",leg=\"%s\"} %llu\n",
+				    label, rtt_leg_names[l], (unsigned long long)tot.rtt_count[l]);
+			if (!isnan(med))
+				mbuf_printf(b, "ispmon_device_rtt_median_seconds{device=\"%s\",leg=\"%s\"} %.9g\n",
+					    label, rtt_leg_names[l], med);
+		}
+	}
+
+	prom_header(b, "ispmon_device_info", "gauge",
+		    "A LAN device's addresses as last seen; the value is always 1.");
+	for (unsigned i = 0; i < d->n; i++) {
+		const struct dev_entry *e = &d->tab[i];
+		struct in6_addr a6;
+
+		if (!e->exported)
+			continue;
+		devices_label(&e->key, label, sizeof(label));
+		v4[0] = v6[0] = 0;
+		if (e->last.ipv4)
+			inet_ntop(AF_INET, &e->last.ipv4, v4, sizeof(v4));
+		memcpy(&a6, e->last.ipv6, sizeof(a6));
+		if (!IN6_IS_ADDR_UNSPECIFIED(&a6))
+			inet_ntop(AF_INET6, &a6, v6, sizeof(v6));
+		mbuf_printf(b, "ispmon_device_info{device=\"%s\",ipv4=\"%s\",ipv6=\"%s\"} 1\n",
+			    label, v4, v6);
+	}
+	prom_header(b, "ispmon_devices_seen", "gauge", "LAN devices seen since start (labelled or in other).");
+	prom_u64(b, "ispmon_devices_seen", NULL, d->n);
+}
