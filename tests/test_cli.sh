@@ -75,6 +75,9 @@ run_fail "bad port" 2 "invalid listen address" nsx "$BIN" --listen :99999
 run_fail "bad interval" 2 "invalid interval" nsx "$BIN" --interval fast
 run_fail "stray argument" 2 "unexpected argument" nsx "$BIN" "$DEV"
 run_fail "unknown interface" 1 "interface not found" nsx "$BIN" --iface nosuch0 --listen 127.0.0.1:$PORT
+run_fail "unknown LAN interface" 1 "LAN interface not found" nsx "$BIN" --iface "$DEV" --lan-iface nosuch1 --listen 127.0.0.1:$PORT
+run_fail "LAN interface = WAN interface" 1 "cannot also be the WAN" nsx "$BIN" --iface "$DEV" --lan-iface "$DEV" --listen 127.0.0.1:$PORT
+run_fail "bad --max-devices" 2 "invalid --max-devices" nsx "$BIN" --max-devices lots
 run_fail "address not on this host" 1 "cannot listen" nsx "$BIN" --iface "$DEV" --listen 203.0.113.77:$PORT
 run_fail "--btf missing file" 1 "cannot read the BTF file" nsx "$BIN" --iface "$DEV" --listen 127.0.0.1:$PORT --btf "$TMP/nope"
 run_fail "--btf not a BTF file" 1 "cannot read the BTF file" nsx "$BIN" --iface "$DEV" --listen 127.0.0.1:$PORT --btf /etc/hostname
@@ -138,6 +141,19 @@ for sig in INT TERM; do
 	check "SIG$sig: logs stopped with totals" grep -q 'msg="stopped" download_bytes=' "$TMP/run.err"
 	check "SIG$sig: clsact it created is gone" no_clsact
 done
+
+# --- a LAN interface too: both attached, both cleaned up ---------------------
+ip netns exec "$NS" "$BIN" --iface "$DEV" --lan-iface "${DEV}p" --listen 127.0.0.1:$PORT >/dev/null 2>"$TMP/run.err" &
+pid=$!
+wait_http "http://127.0.0.1:$PORT/metrics"
+check "LAN hook: attached on ${DEV}p as side=lan" grep -q "iface=${DEV}p .*side=lan" "$TMP/run.err"
+check "LAN hook: filters on ${DEV}p" [ "$(nsx tc filter show dev "${DEV}p" ingress | grep -c 'name tc_ingress')" = 1 ]
+nsx curl -s -o "$TMP/m2" "http://127.0.0.1:$PORT/metrics"
+check "LAN hook: attach info names both interfaces" bash -c "grep -q 'iface=\"$DEV\",side=\"wan\"' $TMP/m2 && grep -q 'iface=\"${DEV}p\",side=\"lan\"' $TMP/m2"
+kill -TERM $pid
+wait $pid
+check "LAN hook: no clsact left on ${DEV}p" bash -c "! ip netns exec $NS tc qdisc show dev ${DEV}p | grep -q clsact"
+check "LAN hook: no clsact left on $DEV" no_clsact
 
 # --- clsact that was already there is left alone, with its other filters ----
 nsx tc qdisc add dev "$DEV" clsact

@@ -122,9 +122,6 @@ static int resolve_lan(struct ispmon *m)
 		memcpy(found, m->cfg.lan_iface, sizeof(found));
 	} else {
 		n = netif_find_lan(m->hooks[0].nif.name, found, CONFIG_MAX_LAN);
-		if (!n)
-			log_info("no LAN interface found: no per-device figures (pass --lan-iface IF)",
-				 NULL);
 	}
 	for (unsigned i = 0; i < n; i++) {
 		struct hook *h = &m->hooks[m->n_hooks];
@@ -154,11 +151,14 @@ static int check_btf(const struct config *cfg)
 	btf = btf__parse(path, NULL);
 	if (!btf) {
 		int err = -errno;
-		char q[300];
+		char q[300], why[128], qwhy[160];
 
+		/* libbpf's own codes (e.g. "invalid format") are past errno's. */
+		libbpf_strerror(err, why, sizeof(why));
 		log_error(cfg->btf_path ? "cannot read the BTF file given with --btf"
 					: "kernel BTF not found: needs CONFIG_DEBUG_INFO_BTF=y, or pass --btf FILE",
-			  "path=%s err=%s", log_quote(q, sizeof(q), path), strerror(-err));
+			  "path=%s err=%s", log_quote(q, sizeof(q), path),
+			  log_quote(qwhy, sizeof(qwhy), why));
 		return err;
 	}
 	btf__free(btf);
@@ -438,12 +438,14 @@ int main(int argc, char **argv)
 		.start_time = now_s(CLOCK_REALTIME),
 		.interval_s = (double)m.cfg.interval_ms / 1000.0,
 	};
-	for (unsigned i = 1; i < m.n_hooks && i <= 8; i++)
+	for (unsigned i = 1; i < m.n_hooks; i++)
 		m.report.lan_ifaces[m.report.n_lan++] = m.hooks[i].nif.name;
 	m.report.devices = m.devices;
 	map_memory(&m);
 	log_info("serving metrics", "addr=%s interval_ms=%llu version=%s", m.cfg.listen.text,
 		 (unsigned long long)m.cfg.interval_ms, ISPMON_VERSION);
+	if (m.cfg.max_devices && m.n_hooks == 1)
+		log_info("no LAN interface found: no per-device figures (pass --lan-iface IF)", NULL);
 
 	err = run_loop(&m);
 	if (!err) {

@@ -8,6 +8,7 @@
 
 #include "flow.h"
 #include "metrics.h"
+#include "config.h"
 #include "devices.h"
 #include "rtt.h"
 
@@ -31,7 +32,7 @@ struct report {
 	const struct devices *devices; /* NULL without LAN interfaces */
 	/* LAN interfaces watched, besides iface. */
 	unsigned n_lan;
-	const char *lan_ifaces[8];
+	const char *lan_ifaces[CONFIG_MAX_LAN];
 
 	/* Kernel memory of each BPF map (memlock), and their names. */
 	unsigned n_maps;

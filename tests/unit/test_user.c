@@ -15,6 +15,7 @@
 #include "metrics.h"
 #include "netif.h"
 #include "report.h"
+#include "rtt.h"
 
 static int passed, failed;
 
@@ -111,6 +112,15 @@ static void test_config(void)
 	      "all flags parsed");
 	r = parse(err, sizeof(err), &cfg, "--iface=wan0", (char *)NULL);
 	check(r == CONFIG_RUN && !strcmp(cfg.iface, "wan0"), "--iface=VALUE form");
+	check(cfg.max_devices == 32 && cfg.n_lan == 0, "per-device defaults: 32 devices, LAN found");
+	r = parse(err, sizeof(err), &cfg, "--lan-iface", "br-lan", "--lan-iface", "wlan0",
+		  "--max-devices", "0", (char *)NULL);
+	check(r == CONFIG_RUN && cfg.n_lan == 2 && !strcmp(cfg.lan_iface[1], "wlan0") &&
+		      cfg.max_devices == 0,
+	      "--lan-iface repeats, --max-devices 0 turns devices off");
+	r = parse(err, sizeof(err), &cfg, "--lan-iface", "a", "--lan-iface", "b", "--lan-iface",
+		  "c", "--lan-iface", "d", "--lan-iface", "e", (char *)NULL);
+	check(r == -EINVAL && strstr(err, "at most 4"), "at most 4 LAN interfaces (%s)", err);
 
 	static const struct {
 		const char *a, *b, *want;
@@ -124,6 +134,10 @@ static void test_config(void)
 		{"--interval", "2h", "invalid interval"},
 		{"--log-level", "loud", "invalid log level 'loud'"},
 		{"extra", NULL, "unexpected argument 'extra'"},
+		{"--lan-iface", "a b", "invalid interface name"},
+		{"--max-devices", "-1", "invalid --max-devices"},
+		{"--max-devices", "1001", "invalid --max-devices"},
+		{"--max-devices", "x", "invalid --max-devices"},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		err[0] = 0;
@@ -263,6 +277,53 @@ static void test_report(void)
 	mbuf_free(&b);
 }
 
+static void test_rtt_buckets(void)
+{
+	int mono = 1, inside = 1, narrow = 1;
+	uint32_t prev = 0;
+
+	for (uint64_t us = 0; us < 40000000; us += us < 5000 ? 1 : us / 997) {
+		uint32_t b = ispmon_rtt_bucket(us);
+
+		mono &= b >= prev;
+		prev = b;
+		if (b + 1 < ISPMON_RTT_BUCKETS)
+			inside &= us >= ispmon_rtt_bucket_lower_us(b) &&
+				  us < ispmon_rtt_bucket_lower_us(b + 1);
+		else
+			inside &= us >= ispmon_rtt_bucket_lower_us(b);
+	}
+	for (uint32_t b = ISPMON_RTT_SUB; b + 1 < ISPMON_RTT_BUCKETS; b++) {
+		uint64_t lo = ispmon_rtt_bucket_lower_us(b), hi = ispmon_rtt_bucket_lower_us(b + 1);
+
+		narrow &= (double)(hi - lo) <= 0.0625 * (double)lo + 1e-9;
+	}
+	check(mono, "RTT bucket index grows with the value");
+	check(inside, "every RTT value lies inside its bucket's edges");
+	check(narrow, "RTT buckets above 64 us are at most 6.25%% wide");
+	check(ispmon_rtt_bucket(50000000) == ISPMON_RTT_BUCKETS - 1, "RTT above 16.8 s goes to the last bucket");
+}
+
+static void test_rtt_quantile(void)
+{
+	static struct rtt_hist h;
+	double med;
+
+	memset(&h, 0, sizeof(h));
+	check(isnan(rtt_quantile(&h, 0, 0.5)), "quantile of an empty series is NaN");
+	/* 100 samples at 10.3 ms, 100 at 40.4 ms, 1 at 3 s. */
+	h.b[1][ispmon_rtt_bucket(10300)] += 100;
+	h.b[1][ispmon_rtt_bucket(40400)] += 100;
+	h.b[1][ispmon_rtt_bucket(3000000)] += 1;
+	med = rtt_quantile(&h, 1, 0.25);
+	check(fabs(med - 0.0103) < 0.0103 * 0.05, "p25 %.5f within 5%% of 10.3 ms", med);
+	med = rtt_quantile(&h, 1, 0.75);
+	check(fabs(med - 0.0404) < 0.0404 * 0.05, "p75 %.5f within 5%% of 40.4 ms", med);
+	med = rtt_quantile(&h, 1, 1.0);
+	check(med > 2.8 && med < 3.2, "p100 %.3f is the 3 s outlier's bucket", med);
+	check(isnan(rtt_quantile(&h, 0, 0.5)), "other series stay empty");
+}
+
 int main(void)
 {
 	log_set_level(LOG_ERROR);
@@ -273,6 +334,8 @@ int main(void)
 	test_log_quote();
 	test_metrics();
 	test_report();
+	test_rtt_buckets();
+	test_rtt_quantile();
 	printf("%d passed, %d failed\n", passed, failed);
 	return failed ? 1 : 0;
 }
