@@ -162,8 +162,8 @@ struct ispmon_flow_counters {
 
 /* --- per LAN device (the TC programs on a LAN interface) ------------------- */
 
-/* Per-device RTT keeps every 8th kernel bucket edge: 2 per power of two. */
-#define ISPMON_DEV_RTT_SHIFT 3
+/* Per-device RTT keeps every 4th kernel bucket edge: 4 per power of two. */
+#define ISPMON_DEV_RTT_SHIFT 2
 #define ISPMON_DEV_RTT_BUCKETS (ISPMON_RTT_BUCKETS >> ISPMON_DEV_RTT_SHIFT)
 
 /* A household device: its MAC on Ethernet LANs (family 0, addr[0..5]), its

@@ -47,7 +47,7 @@ static bool export_edge(unsigned upper_idx)
 
 static void render_rtt(const struct rtt_view *v, struct mbuf *b)
 {
-	static const double qs[] = {0.5, 0.9, 0.99};
+	static const unsigned pct[] = {50, 90, 99};
 	char labels[128];
 
 	prom_header(b, "ispmon_passive_rtt_seconds", "histogram",
@@ -75,18 +75,20 @@ static void render_rtt(const struct rtt_view *v, struct mbuf *b)
 		prom_u64(b, "ispmon_passive_rtt_seconds_count", labels, acc);
 	}
 
-	prom_header(b, "ispmon_passive_rtt_quantile_seconds", "gauge",
-		    "Passive RTT quantiles over the last window (ispmon_passive_rtt_window_seconds), "
+	/* Not a summary: the window slides, so there is no _sum/_count to go
+	 * with it; the label is "percentile" since "quantile" is a summary's. */
+	prom_header(b, "ispmon_passive_rtt_percentile_seconds", "gauge",
+		    "Passive RTT percentiles over the last window (ispmon_passive_rtt_window_seconds), "
 		    "from the full-resolution kernel histogram.");
 	for (unsigned s = 0; s < ISPMON_RTT_SERIES; s++)
-		for (unsigned i = 0; i < sizeof(qs) / sizeof(qs[0]); i++) {
-			double val = rtt_quantile(&v->window, s, qs[i]);
+		for (unsigned i = 0; i < sizeof(pct) / sizeof(pct[0]); i++) {
+			double val = rtt_quantile(&v->window, s, pct[i] / 100.0);
 
 			if (isnan(val))
 				continue;
-			snprintf(labels, sizeof(labels), "leg=\"%s\",method=\"%s\",quantile=\"%g\"",
-				 rtt_leg_names[s / ISPMON_M_MAX], rtt_method_names[s % ISPMON_M_MAX], qs[i]);
-			prom_f64(b, "ispmon_passive_rtt_quantile_seconds", labels, val);
+			snprintf(labels, sizeof(labels), "leg=\"%s\",method=\"%s\",percentile=\"%u\"",
+				 rtt_leg_names[s / ISPMON_M_MAX], rtt_method_names[s % ISPMON_M_MAX], pct[i]);
+			prom_f64(b, "ispmon_passive_rtt_percentile_seconds", labels, val);
 		}
 	prom_header(b, "ispmon_passive_rtt_window_samples", "gauge",
 		    "RTT samples in the quantile window.");
