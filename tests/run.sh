@@ -12,9 +12,10 @@ declare -A SUITES=(
 	[cli]="bash tests/test_cli.sh"
 	[netlab]="bash tests/test_netlab.sh"
 	[e2e]="bash tests/test_e2e_counters.sh"
+	[e2e-rtt]="bash tests/test_e2e_rtt.sh"
 	[lint]="bash tests/test_lint.sh"
 )
-ORDER=(unit-user unit-bpf lint cli netlab e2e)
+ORDER=(unit-user unit-bpf lint cli netlab e2e e2e-rtt)
 SUITE_TIMEOUT=${SUITE_TIMEOUT:-900}
 
 selected=(${TESTS:-${ORDER[@]}})

@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# Passive RTT accuracy in the emulated home network. For WAN round trips of
+# 10, 40 and 160 ms and a 4 ms LAN, the lan device makes ordinary traffic
+# (TCP with timestamps, TCP without, DNS, ping; IPv4, and IPv6 for 40 ms)
+# and ispmon's median per leg and method must lie within max(0.5 ms, 5%) of
+# the truth: the configured delay plus the testbed's own base RTT, measured
+# by ping from the router (router -> server for the WAN leg, router ->
+# device for the LAN leg). Per-device medians (LAN hook) within max(1 ms, 12%).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+. tests/lib/tap.sh
+. tests/lib/netlab.sh
+
+[ "$(id -u)" -eq 0 ] || { echo "skip: needs root"; exit 77; }
+
+BIN=$PWD/ispmon
+TMP=$(mktemp -d)
+ISPMON_PID=
+LAN_ONEWAY=2 # ms each way: a 4 ms LAN round trip
+
+cleanup() {
+	[ -n "$ISPMON_PID" ] && kill -TERM "$ISPMON_PID" 2>/dev/null
+	netlab_down
+	rm -rf "$TMP"
+}
+netlab_install_trap
+trap cleanup EXIT
+
+netlab_build_tools || exit 1
+netlab_up 5 5 $LAN_ONEWAY $LAN_ONEWAY || exit 1
+netlab_start_servers || exit 1
+
+lan() { ip netns exec "$NS_LAN" "$@"; }
+r() { ip netns exec "$NS_ROUTER" "$@"; }
+
+start_ispmon() {
+	if [ -n "$ISPMON_PID" ]; then
+		kill -TERM "$ISPMON_PID"
+		wait "$ISPMON_PID"
+	fi
+	ip netns exec "$NS_ROUTER" "$BIN" --interval 200ms --lan-iface "$ROUTER_LAN_IF" \
+		>/dev/null 2>>"$TMP/ispmon.err" &
+	ISPMON_PID=$!
+	for _ in $(seq 1 50); do
+		r curl -sf -o /dev/null --max-time 1 http://127.0.0.1:8000/metrics && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# App-limited transfers (1 MB/s): RTT samples without a standing queue.
+tcp_traffic() { # tcp_traffic SERVER_URL_HOST
+	lan curl -sS --max-time 20 --limit-rate 1M -o /dev/null "http://$1:$HTTP_PORT/bytes/2000000" &&
+		lan curl -sS --max-time 20 --limit-rate 1M -o /dev/null \
+			--data-binary @"$TMP/payload" "http://$1:$HTTP_PORT/upload"
+}
+
+median() { # median LEG METHOD -> seconds, or empty
+	awk -v k="ispmon_passive_rtt_percentile_seconds{leg=\"$1\",method=\"$2\",percentile=\"50\"}" \
+		'$1 == k { print $2 }' "$TMP/m.prom"
+}
+dev_median() { # dev_median LEG
+	awk -v k="ispmon_device_rtt_median_seconds{device=\"$LAN_MAC\",leg=\"$1\"}" \
+		'$1 == k { print $2 }' "$TMP/m.prom"
+}
+
+# expect NAME LEG METHOD TRUTH_MS: median within max(0.5 ms, 5%)
+expect() {
+	local name=$1 leg=$2 method=$3 truth=$4 got
+	got=$(median "$leg" "$method")
+	if [ -z "$got" ]; then
+		not_ok "$name: $leg/$method has no samples"
+		return
+	fi
+	got=$(awk -v g="$got" 'BEGIN { printf "%.3f", g * 1000 }')
+	tol=$(awk -v t="$truth" 'BEGIN { x = t * 0.05; printf "%.3f", x < 0.5 ? 0.5 : x }')
+	check "$name: $leg/$method median $got ms vs truth $truth ms (tolerance $tol)" near "$got" "$truth" "$tol"
+}
+expect_dev() {
+	local name=$1 leg=$2 truth=$3 got tol
+	got=$(dev_median "$leg")
+	[ -n "$got" ] || { not_ok "$name: device $LAN_MAC has no $leg samples"; return; }
+	got=$(awk -v g="$got" 'BEGIN { printf "%.3f", g * 1000 }')
+	tol=$(awk -v t="$truth" 'BEGIN { x = t * 0.12; printf "%.3f", x < 1 ? 1 : x }')
+	check "$name: device $LAN_MAC $leg median $got ms vs truth $truth ms (tolerance $tol)" near "$got" "$truth" "$tol"
+}
+
+head -c 2000000 /dev/zero >"$TMP/payload"
+
+# scenario NAME WAN_ONEWAY_MS FAMILY(4|6)
+scenario() {
+	local name=$1 w=$2 fam=$3 srv truth_wan truth_lan dev
+	netlab_set_delay "$w" "$w" || return 1
+	netlab_set_lan_delay $LAN_ONEWAY $LAN_ONEWAY || return 1
+	if [ "$fam" = 6 ]; then srv=$SRV_IP6 dev=$LAN_IP6; else srv=$SRV_IP4 dev=$LAN_IP4; fi
+	truth_wan=$(netlab_ping_median router "$srv" 20 0.05) || return 1
+	truth_lan=$(netlab_ping_median router "$dev" 20 0.05) || return 1
+	echo "# $name: truth WAN $truth_wan ms (configured $((2 * w))), LAN $truth_lan ms (configured $((2 * LAN_ONEWAY)))"
+	start_ispmon || { not_ok "$name: ispmon starts"; return 1; }
+	[ "$fam" = 6 ] && srv_url="[$srv]" || srv_url=$srv
+
+	check "$name: TCP with timestamps" tcp_traffic "$srv_url"
+	lan sysctl -qw net.ipv4.tcp_timestamps=0 # also governs IPv6
+	check "$name: TCP without timestamps" tcp_traffic "$srv_url"
+	lan sysctl -qw net.ipv4.tcp_timestamps=1
+	local qtype=A
+	[ "$fam" = 6 ] && qtype=AAAA
+	check "$name: DNS query loop" netlab_dns_median lan "$srv" 20 $qtype >/dev/null
+	check "$name: ping from the device" lan ping -q -n -c 20 -i 0.05 -W 2 "$srv" >/dev/null
+	if [ "$fam" = 6 ]; then
+		# IPv6 is routed: the internet can ping the device (LAN-leg icmp).
+		check "$name: ping to the device" ip netns exec "$NS_WAN" ping -q -n -c 20 -i 0.05 -W 2 "$dev" >/dev/null
+	fi
+	sleep 0.5
+	r curl -sf -o "$TMP/m.prom" http://127.0.0.1:8000/metrics
+	cp "$TMP/m.prom" "tests/artifacts/rtt-$name.prom" 2>/dev/null
+
+	expect "$name" wan tcp_ts "$truth_wan"
+	expect "$name" lan tcp_ts "$truth_lan"
+	expect "$name" wan tcp_seq "$truth_wan"
+	expect "$name" lan tcp_seq "$truth_lan"
+	expect "$name" wan dns "$truth_wan"
+	expect "$name" wan icmp "$truth_wan"
+	[ "$fam" = 6 ] && expect "$name" lan icmp "$truth_lan"
+	expect_dev "$name" wan "$truth_wan"
+	expect_dev "$name" lan "$truth_lan"
+	return 0
+}
+
+mkdir -p tests/artifacts
+scenario "wan10-v4" 5 4
+scenario "wan40-v4" 20 4
+scenario "wan160-v4" 80 4
+scenario "wan40-v6" 20 6
+
+if promtool check metrics <"$TMP/m.prom" >"$TMP/promtool" 2>&1; then
+	ok "promtool check metrics accepts the RTT metrics"
+else
+	not_ok "promtool check metrics: $(head -c 300 "$TMP/promtool")"
+fi
+check "ispmon logged no warning or error" bash -c "! grep -Eq 'level=(warn|error)' $TMP/ispmon.err"
+tap_exit
