@@ -40,7 +40,7 @@ USER_OBJS  := $(patsubst user/%.c,$(OUT)/user/%.o,$(USER_SRCS))
 UNIT_MODS  := config log metrics netif report rtt devices
 UNIT_SRCS  := $(addprefix user/,$(addsuffix .c,$(UNIT_MODS)))
 
-.PHONY: all run test unit lint clean deps tools
+.PHONY: all run test unit lint clean deps tools bench
 .DELETE_ON_ERROR:
 .SECONDARY: $(BPF_OBJS)
 
@@ -74,6 +74,21 @@ $(OUT)/tests/test_user: tests/unit/test_user.c $(UNIT_SRCS) $(wildcard user/*.h)
 
 tools:
 	@$(MAKE) -s -C tests/tools
+
+# --- benchmarks (make bench: prints a table, writes docs/benchmarks.md) -----
+
+$(OUT)/bench_empty.bpf.o: tests/bench/empty.bpf.c | $(OUT)
+	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+$(OUT)/bench_empty.skel.h: $(OUT)/bench_empty.bpf.o
+	$(BPFTOOL) gen skeleton $< name bench_empty_bpf > $@
+
+$(OUT)/tests/bench_tc: tests/bench/bench_tc.c $(SKELS) $(OUT)/bench_empty.skel.h headers/flow.h | $(OUT)/tests
+	$(CC) $(CFLAGS) -O2 $< -o $@ $(LDLIBS)
+
+bench: deps
+	@$(MAKE) -s all tools $(OUT)/tests/bench_tc
+	@bash tests/bench/bench.sh
 
 unit: $(OUT)/tests/test_flow $(OUT)/tests/test_user
 

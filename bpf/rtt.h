@@ -188,17 +188,27 @@ static __always_inline void remember(const struct ispmon_flow_key *flow, __u32 i
 	}
 }
 
+/* The clock is read only when a packet needs it: most packets of a bulk
+ * flow neither remember nor answer anything. */
+static __always_inline __u64 clock_ns(__u64 *now)
+{
+	if (!*now)
+		*now = bpf_ktime_get_ns();
+	return *now;
+}
+
 /* Match an answer: the request went the reverse way of this packet. */
 static __always_inline void answer(const struct ispmon_flow_key *flow, __u32 ident,
-				   __u32 method, const struct rtt_at *at, __u64 now)
+				   __u32 method, const struct rtt_at *at, __u64 *nowp)
 {
 	struct ispmon_pending_key pk = {.ident = ident, .method = method};
-	__u64 *t;
+	__u64 *t, now;
 
 	reverse_key(flow, &pk.flow);
 	t = bpf_map_lookup_elem(&pending, &pk);
 	if (!t)
 		return;
+	now = clock_ns(nowp);
 	if (now > *t && now - *t < PENDING_MAX_AGE_NS)
 		rtt_sample(at, method, now - *t);
 	bpf_map_delete_elem(&pending, &pk);
@@ -251,7 +261,7 @@ static __always_inline bool tcp_ts_opt(void *data_end, __u8 *base, __u32 optlen,
 }
 
 static __always_inline void rtt_tcp(struct __sk_buff *skb, void *data, void *data_end,
-				    struct pkt *p, const struct rtt_at *at, __u64 now)
+				    struct pkt *p, const struct rtt_at *at, __u64 *nowp)
 {
 	struct tcphdr *th = data + p->l4_off;
 	struct ispmon_flow_state *st, fresh = {};
@@ -259,7 +269,8 @@ static __always_inline void rtt_tcp(struct __sk_buff *skb, void *data, void *dat
 	struct ispmon_flow_counters *fc;
 	struct ispmon_rtt_counters *c;
 	__u32 doff, plen, seq, ack, end, tsval = 0, tsecr = 0, zero = 0;
-	bool has_ts, syn, fin, new_range, retrans, newer_ts;
+	bool has_ts, syn, fin, new_range, retrans, newer_ts, data_or_syn;
+	__u64 now;
 
 	if (p->l4_off > 0x3fff || (void *)(th + 1) > data_end)
 		return;
@@ -276,29 +287,8 @@ static __always_inline void rtt_tcp(struct __sk_buff *skb, void *data, void *dat
 	ack = bpf_ntohl(th->ack_seq);
 	syn = th->syn;
 	fin = th->fin;
+	data_or_syn = plen || syn || fin;
 
-	/* 1. As an answer to the reverse direction. */
-	if (th->ack) {
-		if (has_ts) {
-			if (tsecr)
-				answer(&p->key, tsecr, ISPMON_M_TCP_TS, at, now);
-		} else {
-			struct ispmon_flow_state *rst;
-
-			reverse_key(&p->key, &rkey);
-			rst = bpf_map_lookup_elem(&flow_state, &rkey);
-			if (rst && (rst->flags & ISPMON_FS_PENDING) &&
-			    !before32(ack, rst->pending_end)) {
-				rst->flags &= ~ISPMON_FS_PENDING;
-				if (now > rst->pending_ts_ns &&
-				    now - rst->pending_ts_ns < PENDING_MAX_AGE_NS)
-					rtt_sample(at, ISPMON_M_TCP_SEQ,
-						   now - rst->pending_ts_ns);
-			}
-		}
-	}
-
-	/* 2. As a request. */
 	fc = bpf_map_lookup_elem(&flow_counters, &zero);
 	if (th->rst) {
 		reverse_key(&p->key, &rkey);
@@ -308,21 +298,67 @@ static __always_inline void rtt_tcp(struct __sk_buff *skb, void *data, void *dat
 			fc->closed++;
 		return;
 	}
-	if (!plen && !syn && !fin)
-		return; /* a pure ACK: nobody answers it promptly */
-	end = seq + plen + syn + fin;
-
 	st = bpf_map_lookup_elem(&flow_state, &p->key);
-	if (!st) {
+
+	/* 1. As an answer to the reverse direction. Only the first packet
+	 * echoing a TSecr can match: the rest of a burst skips the lookup. */
+	if (th->ack) {
+		if (has_ts) {
+			if (tsecr && !(st && (st->flags & ISPMON_FS_TSECR_SEEN) &&
+				       st->last_tsecr == tsecr)) {
+				answer(&p->key, tsecr, ISPMON_M_TCP_TS, at, nowp);
+				if (st) {
+					st->last_tsecr = tsecr;
+					st->flags |= ISPMON_FS_TSECR_SEEN;
+				}
+			}
+		} else if (!(st && (st->flags & ISPMON_FS_ACK_SEEN) && st->last_ack == ack)) {
+			/* The same ACK again (data flowing the other way only)
+			 * cannot close anything new. */
+			struct ispmon_flow_state *rst;
+
+			if (st) {
+				st->last_ack = ack;
+				st->flags |= ISPMON_FS_ACK_SEEN;
+			}
+			reverse_key(&p->key, &rkey);
+			rst = bpf_map_lookup_elem(&flow_state, &rkey);
+			if (rst && (rst->flags & ISPMON_FS_PENDING) &&
+			    !before32(ack, rst->pending_end)) {
+				rst->flags &= ~ISPMON_FS_PENDING;
+				now = clock_ns(nowp);
+				if (now > rst->pending_ts_ns &&
+				    now - rst->pending_ts_ns < PENDING_MAX_AGE_NS)
+					rtt_sample(at, ISPMON_M_TCP_SEQ,
+						   now - rst->pending_ts_ns);
+			}
+		}
+	}
+
+	/* 2. As a request. */
+	end = seq + plen + syn + fin;
+	if (!st || !(st->flags & ISPMON_FS_SEQ_INIT)) {
 		/* New to us. Mid-stream we cannot tell a retransmission from
 		 * new data, nor the first packet of a TSval: only a SYN is
-		 * remembered now, anything else from the next change on. */
+		 * remembered now, anything else from the next change on.
+		 * A sender of pure ACKs gets an entry too, for the echo
+		 * shortcut above, but its sequence space starts at its first
+		 * data. */
+		if (!data_or_syn && (!has_ts || st))
+			return;
+		now = clock_ns(nowp);
 		fresh.last_seen_ns = now;
-		fresh.highest_end = end;
-		fresh.flags = ISPMON_FS_SEQ_INIT;
 		if (has_ts) {
-			fresh.last_tsval = tsval;
-			fresh.flags |= ISPMON_FS_TSVAL_SEEN;
+			fresh.last_tsecr = tsecr;
+			fresh.flags = ISPMON_FS_TSECR_SEEN;
+		}
+		if (data_or_syn) {
+			fresh.highest_end = end;
+			fresh.flags |= ISPMON_FS_SEQ_INIT;
+			if (has_ts) {
+				fresh.last_tsval = tsval;
+				fresh.flags |= ISPMON_FS_TSVAL_SEEN;
+			}
 		}
 		if (syn) {
 			if (has_ts) {
@@ -337,11 +373,15 @@ static __always_inline void rtt_tcp(struct __sk_buff *skb, void *data, void *dat
 					c->records++;
 			}
 		}
-		if (!bpf_map_update_elem(&flow_state, &p->key, &fresh, BPF_NOEXIST) && fc)
+		if (st) {
+			*st = fresh;
+		} else if (!bpf_map_update_elem(&flow_state, &p->key, &fresh, BPF_NOEXIST) && fc) {
 			fc->created++;
+		}
 		return;
 	}
-	st->last_seen_ns = now;
+	if (!data_or_syn)
+		return; /* a pure ACK: nobody answers it promptly */
 
 	/* Entirely new sequence space, or (partly) sent before? */
 	new_range = after32(end, st->highest_end) && !before32(seq, st->highest_end);
@@ -362,6 +402,10 @@ static __always_inline void rtt_tcp(struct __sk_buff *skb, void *data, void *dat
 			return; /* same TSval as before, or reordered */
 		st->last_tsval = tsval;
 		st->flags |= ISPMON_FS_TSVAL_SEEN;
+		/* TSvals tick at least every few ms while a flow is busy:
+		 * often enough to keep the idle sweep away. */
+		now = clock_ns(nowp);
+		st->last_seen_ns = now;
 		if (retrans)
 			return;
 		if (now - st->last_record_ns < rtt_rate_limit_ns) {
@@ -379,6 +423,8 @@ static __always_inline void rtt_tcp(struct __sk_buff *skb, void *data, void *dat
 	 * ACK that never comes must not block forever. */
 	if (!new_range)
 		return;
+	now = clock_ns(nowp);
+	st->last_seen_ns = now;
 	if ((st->flags & ISPMON_FS_PENDING) && now - st->pending_ts_ns < PENDING_MAX_AGE_NS)
 		return;
 	st->pending_end = end;
@@ -390,7 +436,7 @@ static __always_inline void rtt_tcp(struct __sk_buff *skb, void *data, void *dat
 }
 
 static __always_inline void rtt_dns(void *data, void *data_end, struct pkt *p,
-				    const struct rtt_at *at, __u64 now)
+				    const struct rtt_at *at, __u64 *now)
 {
 	__be16 *id = data + p->l4_off + sizeof(struct udphdr);
 
@@ -400,13 +446,13 @@ static __always_inline void rtt_dns(void *data, void *data_end, struct pkt *p,
 	if (p->l4_len < sizeof(struct udphdr) + 12)
 		return;
 	if (p->key.dport == bpf_htons(DNS_PORT))
-		remember(&p->key, bpf_ntohs(*id), ISPMON_M_DNS, now, true);
+		remember(&p->key, bpf_ntohs(*id), ISPMON_M_DNS, clock_ns(now), true);
 	else if (p->key.sport == bpf_htons(DNS_PORT))
 		answer(&p->key, bpf_ntohs(*id), ISPMON_M_DNS, at, now);
 }
 
 static __always_inline void rtt_icmp(void *data, void *data_end, struct pkt *p,
-				     const struct rtt_at *at, __u64 now)
+				     const struct rtt_at *at, __u64 *now)
 {
 	struct {
 		__u8 type;
@@ -422,7 +468,7 @@ static __always_inline void rtt_icmp(void *data, void *data_end, struct pkt *p,
 		return;
 	ident = ((__u32)bpf_ntohs(ic->id) << 16) | bpf_ntohs(ic->seq);
 	if (ic->type == (v6 ? ICMPV6_ECHO_REQUEST : ICMP_ECHO))
-		remember(&p->key, ident, ISPMON_M_ICMP, now, true);
+		remember(&p->key, ident, ISPMON_M_ICMP, clock_ns(now), true);
 	else if (ic->type == (v6 ? ICMPV6_ECHO_REPLY : ICMP_ECHOREPLY))
 		answer(&p->key, ident, ISPMON_M_ICMP, at, now);
 }
@@ -504,7 +550,7 @@ __noinline int rtt_handle(struct __sk_buff *skb, __u64 l3_off, __u64 l4_off,
 	 * other way round. */
 	struct rtt_at at = {.leg = ingress != lan_side ? ISPMON_LEG_WAN : ISPMON_LEG_LAN};
 	struct pkt p = {};
-	__u64 now;
+	__u64 now = 0;
 
 	if (!skb || l3_off > 64 || l4_off > 0x3fff || (family != 4 && family != 6))
 		return 0;
@@ -522,17 +568,16 @@ __noinline int rtt_handle(struct __sk_buff *skb, __u64 l3_off, __u64 l4_off,
 		if (dev_key(data, data_end, &p.key, ingress, (meta >> 17) & 1, &dk))
 			at.dev = bpf_map_lookup_elem(&devices, &dk);
 	}
-	now = bpf_ktime_get_ns();
 	switch (p.l4_proto) {
 	case IPPROTO_TCP:
-		rtt_tcp(skb, data, data_end, &p, &at, now);
+		rtt_tcp(skb, data, data_end, &p, &at, &now);
 		break;
 	case IPPROTO_UDP:
-		rtt_dns(data, data_end, &p, &at, now);
+		rtt_dns(data, data_end, &p, &at, &now);
 		break;
 	case IPPROTO_ICMP:
 	case IPPROTO_ICMPV6:
-		rtt_icmp(data, data_end, &p, &at, now);
+		rtt_icmp(data, data_end, &p, &at, &now);
 		break;
 	default:
 		break;

@@ -129,6 +129,8 @@ struct ispmon_pending_key {
 #define ISPMON_FS_TSVAL_SEEN 0x1
 #define ISPMON_FS_SEQ_INIT 0x2
 #define ISPMON_FS_PENDING 0x4 /* a SEQ/ACK measurement is outstanding */
+#define ISPMON_FS_TSECR_SEEN 0x8
+#define ISPMON_FS_ACK_SEEN 0x10
 
 /* Per flow direction (the sender's): TCP state for both methods. */
 struct ispmon_flow_state {
@@ -139,6 +141,8 @@ struct ispmon_flow_state {
 	__u32 highest_end;    /* highest sequence end sent */
 	__u32 pending_end;
 	__u32 flags;
+	__u32 last_tsecr;     /* last TSecr this direction sent: echo shortcut */
+	__u32 last_ack;       /* last ACK number it sent: the same shortcut */
 };
 
 /* Per method, per CPU. */
