@@ -36,7 +36,7 @@ netlab_up 0 0 || exit 1
 netlab_start_servers || exit 1
 
 start_ispmon() {
-	ip netns exec "$NS_ROUTER" ./ispmon --interval 1s --lan-iface "$ROUTER_LAN_IF" \
+	ip netns exec "$NS_ROUTER" ./ispmon --interval 1s ${BENCH_ISPMON_ARGS:---lan-iface $ROUTER_LAN_IF} \
 		>/dev/null 2>"$TMP/ispmon.err" &
 	ISPMON_PID=$!
 	for _ in $(seq 1 50); do
@@ -69,29 +69,35 @@ for i in $(seq 1 "$ROUNDS"); do
 done
 WITHOUT=$(median <"$TMP/without")
 WITH=$(median <"$TMP/with")
-RATIO=$(awk -v a="$WITH" -v b="$WITHOUT" 'BEGIN { printf "%.3f", b > 0 ? a / b : 0 }')
+RATIO=$(awk -v a="$WITH" -v b="$WITHOUT" 'BEGIN { printf "%.3f", (b > 0) ? a / b : 0 }')
 echo "without ispmon: $WITHOUT Mbit/s, with: $WITH Mbit/s, ratio $RATIO"
 
 echo "== real traffic: BPF run time per packet, daemon CPU, memory"
 STATS_OLD=$(sysctl -n kernel.bpf_stats_enabled)
 sysctl -qw kernel.bpf_stats_enabled=1
 start_ispmon
-cpu0=$(awk '{ print $14 + $15 }' /proc/$ISPMON_PID/stat)
+cpu0=$(cut -d' ' -f1 /proc/$ISPMON_PID/schedstat) # ns on CPU, all threads
 MBPS=$(iperf_mbps)
-cpu1=$(awk '{ print $14 + $15 }' /proc/$ISPMON_PID/stat)
-HZ=$(getconf CLK_TCK)
+cpu1=$(cut -d' ' -f1 /proc/$ISPMON_PID/schedstat)
 bpftool -j prog show >"$TMP/progs.json"
 # ns per run of each ispmon program over the whole run
-perl -MJSON::PP -e '
-	my $j = decode_json(do { local $/; <STDIN> });
-	for my $p (@$j) {
-		next unless ($p->{name} // "") =~ /^tc_(ingress|egress)$/ && $p->{run_cnt};
-		printf "%s %d %d\n", $p->{name}, $p->{run_time_ns}, $p->{run_cnt};
-	}' <"$TMP/progs.json" >"$TMP/runs"
-REAL_NS=$(awk '{ t += $2; n += $3 } END { printf "%.1f", n ? t / n : 0 }' "$TMP/runs")
-REAL_PKTS=$(awk '{ n += $3 } END { print n + 0 }' "$TMP/runs")
-DAEMON_CPU_MS=$(awk -v a="$cpu0" -v b="$cpu1" -v hz="$HZ" 'BEGIN { printf "%.0f", (b - a) * 1000 / hz }')
-CPU_PER_MBIT=$(awk -v c="$DAEMON_CPU_MS" -v m="$MBPS" -v s="$SECS" 'BEGIN { printf "%.4f", m > 0 ? c / (m * s) : 0 }')
+# prog_runs NAME_REGEX: "run_time_ns run_cnt" summed over matching programs
+prog_runs() {
+	perl -MJSON::PP -e '
+		my $j = decode_json(do { local $/; <STDIN> });
+		my ($t, $n) = (0, 0);
+		for my $p (@$j) {
+			next unless ($p->{name} // "") =~ /$ARGV[0]/;
+			$t += $p->{run_time_ns} // 0;
+			$n += $p->{run_cnt} // 0;
+		}
+		print "$t $n\n";' "$1" <"$TMP/progs.json"
+}
+read -r t n <<<"$(prog_runs '^tc_(ingress|egress)$')"
+REAL_NS=$(awk -v t="$t" -v n="$n" 'BEGIN { printf "%.1f", n ? t / n : 0 }')
+REAL_PKTS=$n
+DAEMON_CPU_MS=$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { printf "%.2f", (b - a) / 1e6 }')
+CPU_PER_MBIT=$(awk -v c="$DAEMON_CPU_MS" -v m="$MBPS" -v s="$SECS" 'BEGIN { printf "%.5f", (m > 0) ? c / (m * s) : 0 }')
 ip netns exec "$NS_ROUTER" curl -sf http://127.0.0.1:8000/metrics >"$TMP/m.prom"
 MAP_BYTES=$(awk '/^ispmon_bpf_map_memory_bytes/ { t += $2 } END { print t + 0 }' "$TMP/m.prom")
 MAP_LOG=$(grep -o 'memory_bytes=[0-9]*' "$TMP/ispmon.err" | cut -d= -f2)
@@ -102,7 +108,25 @@ done >"$TMP/scrape"
 SCRAPE_MS=$(awk '{ print $1 * 1000 }' "$TMP/scrape" | median)
 SCRAPE_BYTES=$(wc -c <"$TMP/m.prom")
 stop_ispmon
-echo "BPF: $REAL_NS ns per packet over $REAL_PKTS program runs at $MBPS Mbit/s"
+
+# The floor on the same traffic: the empty program on the same four hooks.
+for dev in "$ROUTER_WAN_IF" "$ROUTER_LAN_IF"; do
+	ip netns exec "$NS_ROUTER" tc qdisc add dev "$dev" clsact
+	for dir in ingress egress; do
+		ip netns exec "$NS_ROUTER" tc filter add dev "$dev" "$dir" bpf da \
+			obj build/bench_empty.bpf.o sec tc
+	done
+done
+iperf_mbps >/dev/null
+bpftool -j prog show >"$TMP/progs.json"
+read -r t n <<<"$(prog_runs '^tc_empty$')"
+FLOOR_NS=$(awk -v t="$t" -v n="$n" 'BEGIN { printf "%.1f", n ? t / n : 0 }')
+for dev in "$ROUTER_WAN_IF" "$ROUTER_LAN_IF"; do
+	ip netns exec "$NS_ROUTER" tc qdisc del dev "$dev" clsact
+done
+sysctl -qw kernel.bpf_stats_enabled="$STATS_OLD"
+STATS_OLD=
+echo "BPF: $REAL_NS ns per packet over $REAL_PKTS program runs at $MBPS Mbit/s (empty program: $FLOOR_NS ns)"
 echo "daemon CPU: $DAEMON_CPU_MS ms over ${SECS}s ($CPU_PER_MBIT ms per Mbit)"
 echo "maps: $MAP_LOG bytes in all (WAN + LAN instance), RSS ${RSS_KB} kB, scrape median $SCRAPE_MS ms for $SCRAPE_BYTES bytes"
 
@@ -132,6 +156,7 @@ mkdir -p docs
 	echo "| the same with ispmon on WAN and LAN interfaces | $WITH Mbit/s |"
 	echo "| throughput ratio with/without (target >= 0.98) | $RATIO |"
 	echo "| BPF run time per packet (kernel.bpf_stats_enabled, all ispmon programs) | $REAL_NS ns over $REAL_PKTS runs |"
+	echo "| the empty TC program on the same hooks and traffic | $FLOOR_NS ns |"
 	echo "| daemon CPU (user+sys) during ${SECS}s at $MBPS Mbit/s | $DAEMON_CPU_MS ms ($CPU_PER_MBIT ms per Mbit) |"
 	echo "| kernel map memory (WAN + one LAN instance) | $MAP_LOG bytes |"
 	echo "| daemon RSS | $RSS_KB kB |"
