@@ -9,13 +9,15 @@ cd "$(dirname "$0")/.."
 declare -A SUITES=(
 	[unit-user]="build/tests/test_user"
 	[unit-bpf]="build/tests/test_flow"
+	[unit-rtt]="build/tests/test_rtt"
+	[fuzz-tc]="build/tests/fuzz_tc"
 	[cli]="bash tests/test_cli.sh"
 	[netlab]="bash tests/test_netlab.sh"
 	[e2e]="bash tests/test_e2e_counters.sh"
 	[e2e-rtt]="bash tests/test_e2e_rtt.sh"
 	[lint]="bash tests/test_lint.sh"
 )
-ORDER=(unit-user unit-bpf lint cli netlab e2e e2e-rtt)
+ORDER=(unit-user unit-bpf unit-rtt fuzz-tc lint cli netlab e2e e2e-rtt)
 SUITE_TIMEOUT=${SUITE_TIMEOUT:-900}
 
 selected=(${TESTS:-${ORDER[@]}})
