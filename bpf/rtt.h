@@ -337,7 +337,9 @@ static __always_inline void rtt_tcp(struct __sk_buff *skb, void *data, void *dat
 
 	/* 2. As a request. */
 	end = seq + plen + syn + fin;
-	if (!st || !(st->flags & ISPMON_FS_SEQ_INIT)) {
+	/* A SYN that does not repeat the one this state began with opens a new
+	 * connection on a reused 4-tuple: start over as for an unknown flow. */
+	if (!st || !(st->flags & ISPMON_FS_SEQ_INIT) || (syn && end != st->highest_end)) {
 		/* New to us. Mid-stream we cannot tell a retransmission from
 		 * new data, nor the first packet of a TSval: only a SYN is
 		 * remembered now, anything else from the next change on.
@@ -380,8 +382,17 @@ static __always_inline void rtt_tcp(struct __sk_buff *skb, void *data, void *dat
 		}
 		return;
 	}
-	if (!data_or_syn)
-		return; /* a pure ACK: nobody answers it promptly */
+	if (!data_or_syn) {
+		/* A pure ACK is never remembered (nobody answers it promptly),
+		 * but the peer may echo its TSval at once: a data packet with
+		 * the same TSval later is not the first to carry it. */
+		if (has_ts && (!(st->flags & ISPMON_FS_TSVAL_SEEN) ||
+			       after32(tsval, st->last_tsval))) {
+			st->last_tsval = tsval;
+			st->flags |= ISPMON_FS_TSVAL_SEEN;
+		}
+		return;
+	}
 
 	/* Entirely new sequence space, or (partly) sent before? */
 	new_range = after32(end, st->highest_end) && !before32(seq, st->highest_end);
@@ -438,17 +449,23 @@ static __always_inline void rtt_tcp(struct __sk_buff *skb, void *data, void *dat
 static __always_inline void rtt_dns(void *data, void *data_end, struct pkt *p,
 				    const struct rtt_at *at, __u64 *now)
 {
-	__be16 *id = data + p->l4_off + sizeof(struct udphdr);
+	__u8 *dns = data + p->l4_off + sizeof(struct udphdr);
+	__u16 id;
+	bool response;
 
-	if (p->l4_off > 0x3fff || (void *)(id + 1) > data_end)
+	if (p->l4_off > 0x3fff || (void *)(dns + 3) > data_end)
 		return;
-	/* 12-byte DNS header at least; we read its first field only. */
+	/* 12-byte DNS header at least; we read its id and the QR bit only.
+	 * QR, not the ports, tells a query from a response: servers talking
+	 * to each other use port 53 on both ends. */
 	if (p->l4_len < sizeof(struct udphdr) + 12)
 		return;
-	if (p->key.dport == bpf_htons(DNS_PORT))
-		remember(&p->key, bpf_ntohs(*id), ISPMON_M_DNS, clock_ns(now), true);
-	else if (p->key.sport == bpf_htons(DNS_PORT))
-		answer(&p->key, bpf_ntohs(*id), ISPMON_M_DNS, at, now);
+	id = (__u16)dns[0] << 8 | dns[1];
+	response = dns[2] & 0x80;
+	if (!response && p->key.dport == bpf_htons(DNS_PORT))
+		remember(&p->key, id, ISPMON_M_DNS, clock_ns(now), true);
+	else if (response && p->key.sport == bpf_htons(DNS_PORT))
+		answer(&p->key, id, ISPMON_M_DNS, at, now);
 }
 
 static __always_inline void rtt_icmp(void *data, void *data_end, struct pkt *p,
