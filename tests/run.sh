@@ -15,9 +15,10 @@ declare -A SUITES=(
 	[netlab]="bash tests/test_netlab.sh"
 	[e2e]="bash tests/test_e2e_counters.sh"
 	[e2e-rtt]="bash tests/test_e2e_rtt.sh"
+	[e2e-ping]="bash tests/test_e2e_ping.sh"
 	[lint]="bash tests/test_lint.sh"
 )
-ORDER=(unit-user unit-bpf unit-rtt fuzz-tc lint cli netlab e2e e2e-rtt)
+ORDER=(unit-user unit-bpf unit-rtt fuzz-tc lint cli netlab e2e e2e-rtt e2e-ping)
 SUITE_TIMEOUT=${SUITE_TIMEOUT:-900}
 
 selected=(${TESTS:-${ORDER[@]}})

@@ -65,7 +65,7 @@ wait_http() { # wait_http URL: bounded wait until the server answers
 # --- flags -----------------------------------------------------------------
 out=$("$BIN" --help 2>&1)
 check "--help exits 0 and prints usage" [ $? -eq 0 ]
-check "--help lists every flag" bash -c 'for f in --iface --listen --interval --log-level --btf --version; do grep -q -- "$f" <<<"$1" || exit 1; done' _ "$out"
+check "--help lists every flag" bash -c 'for f in --iface --lan-iface --max-devices --listen --interval --log-level --btf --ping-target --ping-interval --ping-timeout --no-ping --help --version; do grep -q -- "$f" <<<"$1" || exit 1; done' _ "$out"
 check "--version prints the version" bash -c '"$1" --version | grep -Eq "^ispmon [0-9]+\.[0-9]+\.[0-9]+"' _ "$BIN"
 
 run_fail "unknown flag" 2 "unknown option '--bogus'" nsx "$BIN" --bogus
@@ -78,6 +78,11 @@ run_fail "unknown interface" 1 "interface not found" nsx "$BIN" --iface nosuch0 
 run_fail "unknown LAN interface" 1 "LAN interface not found" nsx "$BIN" --iface "$DEV" --lan-iface nosuch1 --listen 127.0.0.1:$PORT
 run_fail "LAN interface = WAN interface" 1 "cannot also be the WAN" nsx "$BIN" --iface "$DEV" --lan-iface "$DEV" --listen 127.0.0.1:$PORT
 run_fail "bad --max-devices" 2 "invalid --max-devices" nsx "$BIN" --max-devices lots
+run_fail "bad --ping-target" 2 "invalid --ping-target" nsx "$BIN" --ping-target "bad host"
+run_fail "duplicate --ping-target" 2 "duplicate --ping-target" nsx "$BIN" --ping-target 192.0.2.9 --ping-target 192.0.2.9
+run_fail "bad --ping-interval" 2 "invalid --ping-interval" nsx "$BIN" --ping-interval 10ms
+run_fail "bad --ping-timeout" 2 "invalid --ping-timeout" nsx "$BIN" --ping-timeout soon
+run_fail "--no-ping takes no value" 2 "unknown option" nsx "$BIN" --no-ping=yes
 run_fail "address not on this host" 1 "cannot listen" nsx "$BIN" --iface "$DEV" --listen 203.0.113.77:$PORT
 run_fail "--btf missing file" 1 "cannot read the BTF file" nsx "$BIN" --iface "$DEV" --listen 127.0.0.1:$PORT --btf "$TMP/nope"
 run_fail "--btf not a BTF file" 1 "cannot read the BTF file" nsx "$BIN" --iface "$DEV" --listen 127.0.0.1:$PORT --btf /etc/hostname
@@ -98,7 +103,9 @@ kill $IPERF 2>/dev/null; wait $IPERF 2>/dev/null
 
 # --- a real run: default interface, endpoint, detach on signals -------------
 for sig in INT TERM; do
-	ip netns exec "$NS" "$BIN" --listen 127.0.0.1:$PORT --interval 100ms >"$TMP/run.out" 2>"$TMP/run.err" &
+	# Pings stay in the namespace: its gateway, which never answers.
+	ip netns exec "$NS" "$BIN" --listen 127.0.0.1:$PORT --interval 100ms \
+		--ping-target 192.0.2.254 --ping-interval 100ms --ping-timeout 200ms >"$TMP/run.out" 2>"$TMP/run.err" &
 	pid=$!
 	if wait_http "http://127.0.0.1:$PORT/metrics"; then
 		ok "SIG$sig run: serving /metrics"
@@ -114,6 +121,15 @@ for sig in INT TERM; do
 		nsx curl -s -D "$TMP/hdr" -o "$TMP/metrics" "http://127.0.0.1:$PORT/metrics"
 		check "/metrics Content-Type is Prometheus text 0.0.4" grep -qi '^Content-Type: text/plain; version=0.0.4; charset=utf-8' "$TMP/hdr"
 		check "/metrics has build info and interface" bash -c "grep -q '^ispmon_build_info{version=' $TMP/metrics && grep -q 'ispmon_wan_interface_info{iface=\"$DEV\"' $TMP/metrics"
+		ping_failing() { # the first result comes after the 200 ms timeout
+			for _ in $(seq 1 30); do
+				nsx curl -s "http://127.0.0.1:$PORT/metrics" |
+					grep -q '^ispmon_probe_success{probe="ping",target="192.0.2.254"} 0$' && return 0
+				sleep 0.1
+			done
+			return 1
+		}
+		check "/metrics has the ping target, failing" ping_failing
 		if promtool check metrics <"$TMP/metrics" >"$TMP/promtool" 2>&1; then
 			ok "promtool check metrics accepts /metrics"
 		else
@@ -128,7 +144,7 @@ for sig in INT TERM; do
 		code=$(nsx curl -s -o /dev/null -w '%{http_code}' -I "http://127.0.0.1:$PORT/metrics")
 		check "HEAD /metrics -> 200 ($code)" [ "$code" = 200 ]
 		# A second instance on the same port fails and must not disturb the first.
-		run_fail_keep() { nsx "$BIN" --iface "$DEV" --listen 127.0.0.1:$PORT >/dev/null 2>"$TMP/err2"; }
+		run_fail_keep() { nsx "$BIN" --iface "$DEV" --listen 127.0.0.1:$PORT --no-ping >/dev/null 2>"$TMP/err2"; }
 		run_fail_keep
 		check "second instance on a busy port exits 1 without touching the first" \
 			bash -c "[ $? -eq 1 ] && [ \$(ip netns exec $NS tc filter show dev $DEV ingress | grep -c 'name tc_ingress') -eq 1 ]"
@@ -143,7 +159,7 @@ for sig in INT TERM; do
 done
 
 # --- a LAN interface too: both attached, both cleaned up ---------------------
-ip netns exec "$NS" "$BIN" --iface "$DEV" --lan-iface "${DEV}p" --listen 127.0.0.1:$PORT >/dev/null 2>"$TMP/run.err" &
+ip netns exec "$NS" "$BIN" --iface "$DEV" --lan-iface "${DEV}p" --listen 127.0.0.1:$PORT --no-ping >/dev/null 2>"$TMP/run.err" &
 pid=$!
 wait_http "http://127.0.0.1:$PORT/metrics"
 check "LAN hook: attached on ${DEV}p as side=lan" grep -q "iface=${DEV}p .*side=lan" "$TMP/run.err"
@@ -159,7 +175,7 @@ check "LAN hook: no clsact left on $DEV" no_clsact
 nsx tc qdisc add dev "$DEV" clsact
 # A foreign classic-BPF filter that matches nothing (no act_* modules here).
 nsx tc filter add dev "$DEV" ingress prio 7 bpf bytecode '1,6 0 0 0'
-ip netns exec "$NS" "$BIN" --iface "$DEV" --listen 127.0.0.1:$PORT >/dev/null 2>"$TMP/run.err" &
+ip netns exec "$NS" "$BIN" --iface "$DEV" --listen 127.0.0.1:$PORT --no-ping >/dev/null 2>"$TMP/run.err" &
 pid=$!
 wait_http "http://127.0.0.1:$PORT/metrics"
 check "existing clsact: logged as existing" grep -q 'clsact=existing' "$TMP/run.err"

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,8 @@
 #define MAX_INTERVAL_MS (3600 * 1000)
 #define DEFAULT_MAX_DEVICES 32
 #define MAX_MAX_DEVICES 1000
+#define DEFAULT_PING_INTERVAL_MS 2000
+#define DEFAULT_PING_TIMEOUT_MS 2000
 
 static const char usage[] =
 	"Usage: ispmon [OPTIONS]\n"
@@ -28,6 +31,13 @@ static const char usage[] =
 	"  -n, --interval DUR     how often the kernel maps are read (default 1s; e.g. 500ms, 2s)\n"
 	"      --log-level L      debug, info, warn or error (default info)\n"
 	"      --btf FILE         kernel BTF to use instead of /sys/kernel/btf/vmlinux\n"
+	"      --ping-target HOST ping this host name or address, repeatable (up to 8; default:\n"
+	"                         the default gateway, 1.1.1.1 and 9.9.9.9)\n"
+	"      --ping-interval DUR\n"
+	"                         time between pings to each target (default 2s, 100ms..1h;\n"
+	"                         0 turns pinging off)\n"
+	"      --ping-timeout DUR how long a ping waits for its answer (default 2s, 10ms..30s)\n"
+	"      --no-ping          no ping probes\n"
 	"  -h, --help             this text\n"
 	"  -V, --version          print the version\n";
 
@@ -146,7 +156,16 @@ int parse_listen(const char *s, struct listen_addr *out)
 	return -EINVAL;
 }
 
-enum { OPT_LOG_LEVEL = 0x100, OPT_BTF, OPT_LAN_IFACE, OPT_MAX_DEVICES };
+enum {
+	OPT_LOG_LEVEL = 0x100,
+	OPT_BTF,
+	OPT_LAN_IFACE,
+	OPT_MAX_DEVICES,
+	OPT_PING_TARGET,
+	OPT_PING_INTERVAL,
+	OPT_PING_TIMEOUT,
+	OPT_NO_PING,
+};
 
 static const struct option long_opts[] = {
 	{"iface", required_argument, NULL, 'i'},
@@ -156,6 +175,10 @@ static const struct option long_opts[] = {
 	{"btf", required_argument, NULL, OPT_BTF},
 	{"lan-iface", required_argument, NULL, OPT_LAN_IFACE},
 	{"max-devices", required_argument, NULL, OPT_MAX_DEVICES},
+	{"ping-target", required_argument, NULL, OPT_PING_TARGET},
+	{"ping-interval", required_argument, NULL, OPT_PING_INTERVAL},
+	{"ping-timeout", required_argument, NULL, OPT_PING_TIMEOUT},
+	{"no-ping", no_argument, NULL, OPT_NO_PING},
 	{"help", no_argument, NULL, 'h'},
 	{"version", no_argument, NULL, 'V'},
 	{NULL, 0, NULL, 0},
@@ -169,12 +192,15 @@ static int valid_ifname(const char *s)
 int config_parse(int argc, char **argv, struct config *cfg, char *err,
 		 size_t errlen)
 {
+	bool no_ping = false;
 	int c;
 
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->interval_ms = DEFAULT_INTERVAL_MS;
 	cfg->log_level = LOG_INFO;
 	cfg->max_devices = DEFAULT_MAX_DEVICES;
+	cfg->ping_interval_ms = DEFAULT_PING_INTERVAL_MS;
+	cfg->ping_timeout_ms = DEFAULT_PING_TIMEOUT_MS;
 	parse_listen(DEFAULT_LISTEN, &cfg->listen);
 
 	optind = 1;
@@ -242,6 +268,48 @@ int config_parse(int argc, char **argv, struct config *cfg, char *err,
 			cfg->max_devices = (unsigned)v;
 			break;
 		}
+		case OPT_PING_TARGET:
+			if (!ping_valid_host(optarg)) {
+				snprintf(err, errlen,
+					 "invalid --ping-target '%.64s' (want a host name or address)",
+					 optarg);
+				return -EINVAL;
+			}
+			for (unsigned i = 0; i < cfg->n_ping; i++)
+				if (!strcmp(cfg->ping_targets[i], optarg)) {
+					snprintf(err, errlen, "duplicate --ping-target '%s'", optarg);
+					return -EINVAL;
+				}
+			if (cfg->n_ping == CONFIG_MAX_PING) {
+				snprintf(err, errlen, "at most %d --ping-target", CONFIG_MAX_PING);
+				return -EINVAL;
+			}
+			cfg->ping_targets[cfg->n_ping++] = optarg;
+			break;
+		case OPT_PING_INTERVAL:
+			if (parse_duration_ms(optarg, &cfg->ping_interval_ms) ||
+			    (cfg->ping_interval_ms &&
+			     (cfg->ping_interval_ms < PING_MIN_INTERVAL_MS ||
+			      cfg->ping_interval_ms > PING_MAX_INTERVAL_MS))) {
+				snprintf(err, errlen,
+					 "invalid --ping-interval '%s' (want 0 or a duration from 100ms to 1h)",
+					 optarg);
+				return -EINVAL;
+			}
+			break;
+		case OPT_PING_TIMEOUT:
+			if (parse_duration_ms(optarg, &cfg->ping_timeout_ms) ||
+			    cfg->ping_timeout_ms < PING_MIN_TIMEOUT_MS ||
+			    cfg->ping_timeout_ms > PING_MAX_TIMEOUT_MS) {
+				snprintf(err, errlen,
+					 "invalid --ping-timeout '%s' (want a duration from 10ms to 30s)",
+					 optarg);
+				return -EINVAL;
+			}
+			break;
+		case OPT_NO_PING:
+			no_ping = true;
+			break;
 		case 'h':
 			fputs(usage, stdout);
 			return CONFIG_EXIT_OK;
@@ -261,5 +329,7 @@ int config_parse(int argc, char **argv, struct config *cfg, char *err,
 		snprintf(err, errlen, "unexpected argument '%s' (see --help)", argv[optind]);
 		return -EINVAL;
 	}
+	if (no_ping)
+		cfg->ping_interval_ms = 0;
 	return CONFIG_RUN;
 }

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 
 #include "log.h"
+#include "ping.h"
 
 struct listen_addr {
 	struct sockaddr_storage ss;
@@ -17,6 +18,7 @@ struct listen_addr {
 };
 
 #define CONFIG_MAX_LAN 4
+#define CONFIG_MAX_PING PING_MAX_TARGETS
 
 struct config {
 	char iface[IF_NAMESIZE]; /* empty: the default-route interface */
@@ -27,6 +29,11 @@ struct config {
 	uint64_t interval_ms;
 	enum log_level log_level;
 	const char *btf_path; /* custom kernel BTF, NULL: the running kernel's */
+	/* Ping probes. No targets: the default gateway and public resolvers. */
+	const char *ping_targets[CONFIG_MAX_PING]; /* point into argv */
+	unsigned n_ping;
+	uint64_t ping_interval_ms; /* 0: no pinging */
+	uint64_t ping_timeout_ms;
 };
 
 enum config_result {

@@ -27,6 +27,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "netif.h"
+#include "ping.h"
 #include "report.h"
 #include "rtt.h"
 #include "tc.h"
@@ -54,6 +55,8 @@ struct ispmon {
 	struct linestats lines;
 	struct rtt_reader *rtt;
 	struct report report;
+	struct ping *ping;
+	char gateway[64]; /* default ping target */
 	double last_sweep;
 	int sig_fd, timer_fd;
 };
@@ -300,6 +303,44 @@ static void collect(struct ispmon *m, double *last)
 	metrics_store_publish(&m->store, &b);
 }
 
+/* Ping probes, after everything else is up: a failure here is a warning,
+ * the passive monitor runs on without them. */
+static void ping_setup(struct ispmon *m)
+{
+	static const char *const public_resolvers[] = {"1.1.1.1", "9.9.9.9"};
+	struct ping_opts o = {.interval_ms = m->cfg.ping_interval_ms,
+			      .timeout_ms = m->cfg.ping_timeout_ms};
+	int err;
+
+	if (!o.interval_ms)
+		return;
+	if (m->cfg.n_ping) {
+		for (unsigned i = 0; i < m->cfg.n_ping; i++)
+			o.targets[o.n_targets++] = m->cfg.ping_targets[i];
+	} else {
+		FILE *r4 = fopen("/proc/net/route", "r");
+		FILE *r6 = fopen("/proc/net/ipv6_route", "r");
+
+		if (!netif_default_gateway(r4, r6, m->gateway, sizeof(m->gateway)) &&
+		    ping_valid_host(m->gateway))
+			o.targets[o.n_targets++] = m->gateway;
+		else
+			log_info("no default gateway to ping", NULL);
+		if (r4)
+			fclose(r4);
+		if (r6)
+			fclose(r6);
+		for (unsigned i = 0; i < sizeof(public_resolvers) / sizeof(public_resolvers[0]); i++)
+			o.targets[o.n_targets++] = public_resolvers[i];
+	}
+	err = ping_start(&o, &m->ping);
+	if (err) {
+		log_warn("cannot start the ping probes", "err=\"%s\"", strerror(-err));
+		m->ping = NULL;
+	}
+	m->report.ping = m->ping;
+}
+
 static int setup_fds(struct ispmon *m)
 {
 	struct itimerspec its = {0};
@@ -351,6 +392,9 @@ static int run_loop(struct ispmon *m)
 
 static void teardown(struct ispmon *m)
 {
+	ping_stop(m->ping);
+	m->ping = NULL;
+	m->report.ping = NULL;
 	for (unsigned i = 0; i < m->n_hooks; i++)
 		tc_detach(&m->hooks[i].tc);
 	http_server_stop(m->http);
@@ -446,6 +490,7 @@ int main(int argc, char **argv)
 		 (unsigned long long)m.cfg.interval_ms, ISPMON_VERSION);
 	if (m.cfg.max_devices && m.n_hooks == 1)
 		log_info("no LAN interface found: no per-device figures (pass --lan-iface IF)", NULL);
+	ping_setup(&m);
 
 	err = run_loop(&m);
 	if (!err) {

@@ -64,6 +64,86 @@ int netif_default_route(FILE *route4, FILE *route6, char name[IF_NAMESIZE])
 	return -ENOENT;
 }
 
+#define RTF_UP_FLAG 0x1
+#define RTF_GATEWAY_FLAG 0x2
+
+static int gateway4(FILE *f, char *buf, size_t len)
+{
+	char line[512], ifn[IF_NAMESIZE];
+	unsigned long dest, gw, mask, metric, best = ULONG_MAX;
+	unsigned flags;
+	int found = -ENOENT;
+
+	if (!fgets(line, sizeof(line), f))
+		return -ENOENT;
+	while (fgets(line, sizeof(line), f)) {
+		struct in_addr a;
+
+		if (sscanf(line, "%15s %lx %lx %x %*d %*d %lu %lx", ifn, &dest, &gw, &flags,
+			   &metric, &mask) != 6)
+			continue;
+		if (dest || mask || !gw || (flags & (RTF_UP_FLAG | RTF_GATEWAY_FLAG)) !=
+						   (RTF_UP_FLAG | RTF_GATEWAY_FLAG) ||
+		    metric >= best)
+			continue;
+		/* The kernel prints the address's bytes as one native-endian word. */
+		a.s_addr = (uint32_t)gw;
+		if (!inet_ntop(AF_INET, &a, buf, (socklen_t)len))
+			continue;
+		best = metric;
+		found = 0;
+	}
+	return found;
+}
+
+static int gateway6(FILE *f, char *buf, size_t len)
+{
+	char line[512], dst[33], hop[33], ifn[IF_NAMESIZE];
+	unsigned plen, flags;
+	unsigned long metric, best = ULONG_MAX;
+	int found = -ENOENT;
+
+	while (fgets(line, sizeof(line), f)) {
+		struct in6_addr a;
+		char text[INET6_ADDRSTRLEN];
+		unsigned b;
+
+		if (sscanf(line, "%32s %x %*s %*x %32s %lx %*x %*x %x %15s", dst, &plen, hop,
+			   &metric, &flags, ifn) != 6)
+			continue;
+		if (plen || strspn(dst, "0") != 32 || strlen(hop) != 32 ||
+		    strspn(hop, "0") == 32 ||
+		    (flags & (RTF_UP_FLAG | RTF_GATEWAY_FLAG)) != (RTF_UP_FLAG | RTF_GATEWAY_FLAG) ||
+		    metric >= best)
+			continue;
+		for (b = 0; b < 16; b++) {
+			unsigned v;
+
+			if (sscanf(hop + 2 * b, "%2x", &v) != 1)
+				break;
+			a.s6_addr[b] = (uint8_t)v;
+		}
+		if (b < 16 || !inet_ntop(AF_INET6, &a, text, sizeof(text)))
+			continue;
+		if (IN6_IS_ADDR_LINKLOCAL(&a))
+			snprintf(buf, len, "%s%%%s", text, ifn);
+		else
+			snprintf(buf, len, "%s", text);
+		best = metric;
+		found = 0;
+	}
+	return found;
+}
+
+int netif_default_gateway(FILE *route4, FILE *route6, char *buf, size_t len)
+{
+	if (route4 && !gateway4(route4, buf, len))
+		return 0;
+	if (route6 && !gateway6(route6, buf, len))
+		return 0;
+	return -ENOENT;
+}
+
 bool netif_arphrd_is_l3(unsigned short arphrd)
 {
 	switch (arphrd) {

@@ -21,6 +21,15 @@ struct netif {
  */
 int netif_default_route(FILE *route4, FILE *route6, char name[IF_NAMESIZE]);
 
+/*
+ * Gateway address of the default route, as text for getaddrinfo: the IPv4
+ * default route with a gateway and the lowest metric, else the IPv6 one
+ * ("fe80::1%ppp0": link-local gateways carry their interface). Returns 0,
+ * or -ENOENT when no default route has a gateway (point-to-point links such
+ * as ppp0 often have none).
+ */
+int netif_default_gateway(FILE *route4, FILE *route6, char *buf, size_t len);
+
 /* Fill nif for an existing interface; -ENODEV if there is none. */
 int netif_lookup(const char *name, struct netif *nif);
 

@@ -212,6 +212,21 @@ void report_render(const struct report *r, struct mbuf *b)
 	if (r->devices)
 		devices_render(r->devices, b);
 
+	if (r->ping)
+		ping_render(r->ping, b);
+	/* Families every active probe shares: one header, each probe's
+	 * samples under it (the text format wants a family in one piece). */
+	if (r->ping) {
+		prom_header(b, "ispmon_probe_success", "gauge",
+			    "Whether the probe's newest attempt at the target with a result succeeded (1) or not (0).");
+		ping_render_success(r->ping, b);
+		prom_header(b, "ispmon_probe_failures_total", "counter",
+			    "Failed probe attempts by reason: resolve (no address for the name), "
+			    "timeout (no answer in time), unreachable (an ICMP error or no route), "
+			    "error (anything else, e.g. no socket).");
+		ping_render_failures(r->ping, b);
+	}
+
 	if (r->n_maps) {
 		prom_header(b, "ispmon_bpf_map_memory_bytes", "gauge",
 			    "Kernel memory of each BPF map (memlock as the kernel accounts it).");

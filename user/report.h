@@ -10,6 +10,7 @@
 #include "metrics.h"
 #include "config.h"
 #include "devices.h"
+#include "ping.h"
 #include "rtt.h"
 
 struct report {
@@ -30,6 +31,7 @@ struct report {
 
 	const struct rtt_view *rtt; /* NULL until the first read */
 	const struct devices *devices; /* NULL without LAN interfaces */
+	struct ping *ping;             /* NULL without ping probes */
 	/* LAN interfaces watched, besides iface. */
 	unsigned n_lan;
 	const char *lan_ifaces[CONFIG_MAX_LAN];

@@ -9,11 +9,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "log.h"
 #include "metrics.h"
 #include "netif.h"
+#include "ping.h"
 #include "report.h"
 #include "rtt.h"
 
@@ -138,6 +141,16 @@ static void test_config(void)
 		{"--max-devices", "-1", "invalid --max-devices"},
 		{"--max-devices", "1001", "invalid --max-devices"},
 		{"--max-devices", "x", "invalid --max-devices"},
+		{"--ping-target", "", "invalid --ping-target"},
+		{"--ping-target", "bad host", "invalid --ping-target"},
+		{"--ping-target", "a\"b", "invalid --ping-target"},
+		{"--ping-target", "-x", "invalid --ping-target"},
+		{"--ping-interval", "50ms", "invalid --ping-interval '50ms'"},
+		{"--ping-interval", "2h", "invalid --ping-interval"},
+		{"--ping-interval", "fast", "invalid --ping-interval"},
+		{"--ping-timeout", "0", "invalid --ping-timeout '0'"},
+		{"--ping-timeout", "31s", "invalid --ping-timeout"},
+		{"--ping-target", NULL, "needs a value"},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		err[0] = 0;
@@ -145,6 +158,57 @@ static void test_config(void)
 		check(r == -EINVAL && strstr(err, bad[i].want) && !strchr(err, '\n'),
 		      "bad flags %s %s -> one-line error (%s)", bad[i].a,
 		      bad[i].b ? bad[i].b : "", err);
+	}
+}
+
+static void test_config_ping(void)
+{
+	struct config cfg;
+	char err[256];
+	int r;
+
+	r = parse(err, sizeof(err), &cfg, (char *)NULL);
+	check(r == CONFIG_RUN && cfg.n_ping == 0 && cfg.ping_interval_ms == 2000 &&
+		      cfg.ping_timeout_ms == 2000,
+	      "ping defaults: default targets, every 2s, 2s timeout");
+	r = parse(err, sizeof(err), &cfg, "--ping-target", "192.0.2.1", "--ping-target",
+		  "2001:db8::1", "--ping-target=host.example", "--ping-target", "fe80::1%eth0",
+		  "--ping-interval", "200ms", "--ping-timeout", "1.5s", (char *)NULL);
+	check(r == CONFIG_RUN && cfg.n_ping == 4 && !strcmp(cfg.ping_targets[0], "192.0.2.1") &&
+		      !strcmp(cfg.ping_targets[2], "host.example") &&
+		      !strcmp(cfg.ping_targets[3], "fe80::1%eth0") && cfg.ping_interval_ms == 200 &&
+		      cfg.ping_timeout_ms == 1500,
+	      "--ping-target repeats, --ping-interval, --ping-timeout");
+	r = parse(err, sizeof(err), &cfg, "--ping-target", "192.0.2.1", "--no-ping", (char *)NULL);
+	check(r == CONFIG_RUN && cfg.ping_interval_ms == 0, "--no-ping turns pinging off");
+	r = parse(err, sizeof(err), &cfg, "--no-ping", "--ping-interval", "1s", (char *)NULL);
+	check(r == CONFIG_RUN && cfg.ping_interval_ms == 0, "--no-ping wins over --ping-interval");
+	r = parse(err, sizeof(err), &cfg, "--ping-interval", "0", (char *)NULL);
+	check(r == CONFIG_RUN && cfg.ping_interval_ms == 0, "--ping-interval 0 turns pinging off");
+	r = parse(err, sizeof(err), &cfg, "--ping-target", "a", "--ping-target", "a", (char *)NULL);
+	check(r == -EINVAL && strstr(err, "duplicate --ping-target 'a'"), "duplicate target (%s)", err);
+	r = parse(err, sizeof(err), &cfg, "--ping-target", "a", "--ping-target", "b", "--ping-target",
+		  "c", "--ping-target", "d", "--ping-target", "e", "--ping-target", "f",
+		  "--ping-target", "g", (char *)NULL);
+	check(r == CONFIG_RUN && cfg.n_ping == 7, "7 targets");
+	{
+		char *argv[] = {"ispmon", "--ping-target", "a", "--ping-target", "b", "--ping-target",
+				"c", "--ping-target", "d", "--ping-target", "e", "--ping-target",
+				"f", "--ping-target", "g", "--ping-target", "h", "--ping-target",
+				"i", NULL};
+
+		r = config_parse(19, argv, &cfg, err, sizeof(err));
+		check(r == -EINVAL && strstr(err, "at most 8 --ping-target"), "at most 8 targets (%s)",
+		      err);
+	}
+	{
+		char longname[300];
+
+		memset(longname, 'a', sizeof(longname) - 1);
+		longname[sizeof(longname) - 1] = 0;
+		r = parse(err, sizeof(err), &cfg, "--ping-target", longname, (char *)NULL);
+		check(r == -EINVAL && strstr(err, "invalid --ping-target") && strlen(err) < 200,
+		      "overlong target rejected, message short (%zu)", strlen(err));
 	}
 }
 
@@ -188,6 +252,38 @@ static void test_default_route(void)
 	a = mem(r4_none);
 	check(netif_default_route(a, NULL, name) == -ENOENT, "no default route -> ENOENT");
 	fclose(a);
+
+	char gw[64];
+
+	a = mem(r4);
+	b = mem(r6);
+	check(!netif_default_gateway(a, b, gw, sizeof(gw)) && !strcmp(gw, "192.168.0.1"),
+	      "IPv4 gateway of the lowest-metric default route (%s)", gw);
+	fclose(a);
+	fclose(b);
+	a = mem(r4_none);
+	b = mem(r6);
+	check(!netif_default_gateway(a, b, gw, sizeof(gw)) && !strcmp(gw, "fe80::1%ppp0"),
+	      "IPv6 link-local gateway with its interface (%s)", gw);
+	fclose(a);
+	fclose(b);
+	static const char r4_ppp[] =
+		"Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n"
+		"ppp0\t00000000\t00000000\t0001\t0\t0\t0\t00000000\t0\t0\t0\n";
+	static const char r6_global[] =
+		"00000000000000000000000000000000 00 00000000000000000000000000000000 00 "
+		"20010db8000000000000000000000001 00000400 00000001 00000000 00000003 eth9\n";
+	a = mem(r4_ppp);
+	b = mem(r6_global);
+	check(!netif_default_gateway(a, b, gw, sizeof(gw)) && !strcmp(gw, "2001:db8::1"),
+	      "ppp0 without an IPv4 gateway: the IPv6 one (%s)", gw);
+	fclose(a);
+	fclose(b);
+	a = mem(r4_ppp);
+	check(netif_default_gateway(a, NULL, gw, sizeof(gw)) == -ENOENT,
+	      "point-to-point default route: no gateway");
+	fclose(a);
+
 	check(netif_lookup("no-such-if0", &(struct netif){0}) == -ENODEV,
 	      "unknown interface -> ENODEV");
 	check(!netif_arphrd_is_l3(1) && netif_arphrd_is_l3(512) && netif_arphrd_is_l3(65534),
@@ -324,18 +420,208 @@ static void test_rtt_quantile(void)
 	check(isnan(rtt_quantile(&h, 0, 0.5)), "other series stay empty");
 }
 
+static void test_ping_wire(void)
+{
+	static const uint8_t rfc1071[] = {0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7};
+	const uint64_t cookie = 0x0123456789abcdefULL;
+	uint8_t pkt[PING_ECHO_LEN], ip[20 + PING_ECHO_LEN];
+	uint16_t id = 0, seq = 0;
+
+	check(ping_checksum(rfc1071, sizeof(rfc1071)) == 0x220d, "RFC 1071 checksum example");
+	check(ping_checksum(rfc1071, 3) == (uint16_t) ~(0x0001 + 0xf200), "odd-length checksum");
+	check(ping_echo_build(pkt, sizeof(pkt) - 1, false, 1, 2, cookie) == 0,
+	      "echo build refuses a short buffer");
+	check(ping_echo_build(pkt, sizeof(pkt), false, 0xbeef, 0x2001, cookie) == PING_ECHO_LEN &&
+		      pkt[0] == 8 && pkt[1] == 0 && ping_checksum(pkt, sizeof(pkt)) == 0,
+	      "IPv4 echo request: type 8, valid checksum");
+	check(ping_echo_parse(pkt, sizeof(pkt), PING_PARSE_REQUEST, cookie, &id, &seq) == 0 &&
+		      id == 0xbeef && seq == 0x2001,
+	      "request parses back (id %#x seq %#x)", id, seq);
+	check(ping_echo_parse(pkt, sizeof(pkt), 0, cookie, &id, &seq) == -EINVAL,
+	      "a request is not a reply");
+	/* The reply a host sends: type 0, checksum adjusted. */
+	pkt[0] = 0;
+	pkt[2] = pkt[3] = 0;
+	{
+		uint16_t c = ping_checksum(pkt, sizeof(pkt));
+
+		pkt[2] = (uint8_t)(c >> 8);
+		pkt[3] = (uint8_t)c;
+	}
+	id = seq = 0;
+	check(!ping_echo_parse(pkt, sizeof(pkt), 0, cookie, &id, &seq) && id == 0xbeef &&
+		      seq == 0x2001,
+	      "IPv4 echo reply parses");
+	check(ping_echo_parse(pkt, sizeof(pkt), 0, cookie + 1, &id, &seq) == -EINVAL,
+	      "reply with another cookie is not ours");
+	check(ping_echo_parse(pkt, 15, 0, cookie, &id, &seq) == -EINVAL, "truncated reply rejected");
+	memset(ip, 0, sizeof(ip));
+	ip[0] = 0x45;
+	memcpy(ip + 20, pkt, sizeof(pkt));
+	check(!ping_echo_parse(ip, sizeof(ip), PING_PARSE_IPHDR, cookie, &id, &seq) && seq == 0x2001,
+	      "reply behind an IPv4 header (raw socket)");
+	ip[0] = 0x4f; /* IHL 60 > what is there before the ICMP header */
+	check(ping_echo_parse(ip, 40, PING_PARSE_IPHDR, cookie, &id, &seq) == -EINVAL,
+	      "bad IHL rejected");
+	ip[0] = 0x65;
+	check(ping_echo_parse(ip, sizeof(ip), PING_PARSE_IPHDR, cookie, &id, &seq) == -EINVAL,
+	      "not IPv4 rejected");
+	pkt[20] ^= 0x40;
+	check(ping_echo_parse(pkt, sizeof(pkt), 0, cookie, &id, &seq) == -EINVAL,
+	      "corrupted IPv4 reply fails its checksum");
+
+	check(ping_echo_build(pkt, sizeof(pkt), true, 7, 0x4003, cookie) == PING_ECHO_LEN &&
+		      pkt[0] == 128 && pkt[2] == 0 && pkt[3] == 0,
+	      "ICMPv6 echo request: type 128, checksum left to the kernel");
+	check(!ping_echo_parse(pkt, 8, PING_PARSE_V6 | PING_PARSE_REQUEST, cookie, &id, &seq) &&
+		      seq == 0x4003,
+	      "request quoted in an ICMPv6 error, cut after 8 bytes");
+	pkt[0] = 129;
+	check(!ping_echo_parse(pkt, sizeof(pkt), PING_PARSE_V6, cookie, &id, &seq) && id == 7 &&
+		      seq == 0x4003,
+	      "ICMPv6 echo reply parses");
+	pkt[1] = 1;
+	check(ping_echo_parse(pkt, sizeof(pkt), PING_PARSE_V6, cookie, &id, &seq) == -EINVAL,
+	      "non-zero code rejected");
+
+	check(ping_valid_host("192.0.2.1") && ping_valid_host("fe80::1%eth0") &&
+		      ping_valid_host("one.one.one.one") && ping_valid_host("my_host-1"),
+	      "valid hosts");
+	check(!ping_valid_host("") && !ping_valid_host(NULL) && !ping_valid_host("a b") &&
+		      !ping_valid_host("a/b") && !ping_valid_host("-v") && !ping_valid_host("x\"y"),
+	      "invalid hosts");
+}
+
+static void test_ping_stats(void)
+{
+	double v[] = {5, 1, 4, 2, 3}, w[] = {4, 1, 3, 2}, j = -1;
+	int mono = 1, inside = 1;
+
+	check(ping_median(v, 5) == 3, "median of 5");
+	check(ping_median(w, 4) == 2.5, "median of 4: mean of the middle two");
+	check(isnan(ping_median(w, 0)), "median of none is NaN");
+
+	j = ping_jitter_step(j, 0.004);
+	check(fabs(j - 0.004) < 1e-12, "first RTT difference sets the jitter");
+	j = ping_jitter_step(j, -0.020);
+	check(fabs(j - (0.004 + (0.020 - 0.004) / 16)) < 1e-12, "then J += (|D| - J) / 16");
+	for (int i = 0; i < 400; i++)
+		j = ping_jitter_step(j, i % 2 ? 0.001 : -0.001);
+	check(fabs(j - 0.001) < 1e-6, "jitter converges to the mean |D| (%.6f)", j);
+
+	for (unsigned i = 1; i < PING_EDGES; i++)
+		mono &= ping_bucket_le(i) > ping_bucket_le(i - 1);
+	check(mono, "bucket edges increase");
+	check(fabs(ping_bucket_le(0) - 64e-6) < 1e-12 && isinf(ping_bucket_le(PING_EDGES)),
+	      "edges from 64 us, then +Inf");
+	for (double r = 1e-6; r < 20; r *= 1.01) {
+		unsigned b = ping_bucket(r);
+
+		inside &= r < ping_bucket_le(b) && (b == 0 || r >= ping_bucket_le(b - 1));
+	}
+	check(inside, "every RTT falls below its bucket's edge and not below the previous");
+	check(ping_bucket(0) == 0 && ping_bucket(100) == PING_EDGES, "tiny and huge RTTs");
+	check(ping_bucket(0.030) > 0 && ping_bucket_le(ping_bucket(0.030)) - 0.030 < 0.005,
+	      "30 ms lands in a bucket at most 4.1 ms wide");
+}
+
+/* Whether /etc/hosts names localhost: then looking it up sends nothing. */
+static bool localhost_in_hosts(void)
+{
+	char line[256];
+	bool found = false;
+	FILE *f = fopen("/etc/hosts", "r");
+
+	while (f && !found && fgets(line, sizeof(line), f))
+		found = !strncmp(line, "127.0.0.1", 9) && strstr(line, " localhost") != NULL;
+	if (f)
+		fclose(f);
+	return found;
+}
+
+/* The whole module on loopback (nothing leaves the host). */
+static void test_ping_loopback(void)
+{
+	struct ping_opts o = {.targets = {"127.0.0.1", "::1", "localhost"}, .n_targets = 2,
+			      .interval_ms = 100, .timeout_ms = 500};
+	struct ping *p = NULL;
+	struct mbuf b;
+	int err;
+
+	check(ping_start(&(struct ping_opts){.n_targets = 0, .interval_ms = 100, .timeout_ms = 500},
+			 &p) == -EINVAL,
+	      "ping_start: no targets -> EINVAL");
+	check(ping_start(&(struct ping_opts){.targets = {"a b"}, .n_targets = 1, .interval_ms = 100,
+					     .timeout_ms = 500},
+			 &p) == -EINVAL,
+	      "ping_start: bad host -> EINVAL");
+	check(ping_start(&(struct ping_opts){.targets = {"x"}, .n_targets = 1, .interval_ms = 100,
+					     .timeout_ms = 60000},
+			 &p) == -EINVAL,
+	      "ping_start: timeout past the limit -> EINVAL");
+	if (geteuid() != 0) {
+		printf("# skipping the loopback ping: needs root\n");
+		return;
+	}
+	/* A name, through the background lookup. */
+	if (localhost_in_hosts())
+		o.n_targets = 3;
+	err = ping_start(&o, &p);
+	check(!err && p, "ping_start on 127.0.0.1 and ::1 (%d)", err);
+	if (err)
+		return;
+	nanosleep(&(struct timespec){.tv_sec = 1, .tv_nsec = 200000000}, NULL);
+	mbuf_init(&b);
+	ping_render(p, &b);
+	ping_render_success(p, &b);
+	ping_render_failures(p, &b);
+	ping_stop(p);
+	check(!b.err && b.p, "ping render ok");
+	if (!b.p)
+		return;
+	for (unsigned i = 0; i < o.n_targets; i++) {
+		const char *t = o.targets[i];
+		char key[96];
+		const char *at;
+		unsigned long long sent = 0, recv = 0;
+
+		snprintf(key, sizeof(key), "ispmon_ping_sent_total{target=\"%s\"} ", t);
+		at = strstr(b.p, key);
+		if (at)
+			sent = strtoull(at + strlen(key), NULL, 10);
+		snprintf(key, sizeof(key), "ispmon_ping_received_total{target=\"%s\"} ", t);
+		at = strstr(b.p, key);
+		if (at)
+			recv = strtoull(at + strlen(key), NULL, 10);
+		check(sent >= 8 && sent <= 14 && recv + 1 >= sent && recv <= sent,
+		      "%s: %llu sent, %llu received", t, sent, recv);
+		snprintf(key, sizeof(key), "ispmon_probe_success{probe=\"ping\",target=\"%s\"} 1\n", t);
+		check(strstr(b.p, key) != NULL, "%s: probe success", t);
+		snprintf(key, sizeof(key), "ispmon_ping_rtt_median_seconds{target=\"%s\"} ", t);
+		at = strstr(b.p, key);
+		check(at && strtod(at + strlen(key), NULL) < 0.005, "%s: median RTT below 5 ms", t);
+	}
+	check(strstr(b.p, "ispmon_ping_socket_info{family=\"ipv4\",mode=\"") != NULL,
+	      "socket mode exported");
+	mbuf_free(&b);
+}
+
 int main(void)
 {
 	log_set_level(LOG_ERROR);
 	test_duration();
 	test_listen();
 	test_config();
+	test_config_ping();
 	test_default_route();
 	test_log_quote();
 	test_metrics();
 	test_report();
 	test_rtt_buckets();
 	test_rtt_quantile();
+	test_ping_wire();
+	test_ping_stats();
+	test_ping_loopback();
 	printf("%d passed, %d failed\n", passed, failed);
 	return failed ? 1 : 0;
 }
