@@ -37,7 +37,7 @@ USER_SRCS  := $(wildcard user/*.c)
 USER_OBJS  := $(patsubst user/%.c,$(OUT)/user/%.o,$(USER_SRCS))
 # Modules unit-tested without BPF or network: everything but main and the
 # parts that need a kernel.
-UNIT_MODS  := config log metrics netif report rtt devices ping
+UNIT_MODS  := config log metrics netif report rtt devices ping speedtest
 UNIT_SRCS  := $(addprefix user/,$(addsuffix .c,$(UNIT_MODS)))
 
 .PHONY: all run test unit lint clean deps tools bench
@@ -76,6 +76,9 @@ $(OUT)/tests/test_rtt: tests/unit/test_rtt.c tests/unit/pkt.h $(SKELS) headers/f
 $(OUT)/tests/fuzz_tc: tests/unit/fuzz_tc.c tests/unit/pkt.h $(SKELS) headers/flow.h | $(OUT)/tests
 	$(CC) $(CFLAGS) $< -o $@ $(LDLIBS)
 
+$(OUT)/tests/test_speedtest: tests/unit/test_speedtest.c user/speedtest.c user/metrics.c user/log.c $(wildcard user/*.h) | $(OUT)/tests
+	$(CC) $(CFLAGS) $(SAN_FLAGS) $< user/speedtest.c user/metrics.c user/log.c -o $@ $(LDLIBS)
+
 $(OUT)/tests/test_user: tests/unit/test_user.c $(UNIT_SRCS) $(wildcard user/*.h) | $(OUT)/tests
 	$(CC) $(CFLAGS) $(SAN_FLAGS) $< $(UNIT_SRCS) -o $@ $(LDLIBS)
 
@@ -97,7 +100,7 @@ bench: deps
 	@$(MAKE) -s all tools $(OUT)/tests/bench_tc
 	@bash tests/bench/bench.sh
 
-unit: $(OUT)/tests/test_flow $(OUT)/tests/test_rtt $(OUT)/tests/test_user $(OUT)/tests/fuzz_tc
+unit: $(OUT)/tests/test_flow $(OUT)/tests/test_rtt $(OUT)/tests/test_user $(OUT)/tests/test_speedtest $(OUT)/tests/fuzz_tc
 
 test: deps
 	@$(MAKE) -s all unit tools

@@ -65,7 +65,7 @@ wait_http() { # wait_http URL: bounded wait until the server answers
 # --- flags -----------------------------------------------------------------
 out=$("$BIN" --help 2>&1)
 check "--help exits 0 and prints usage" [ $? -eq 0 ]
-check "--help lists every flag" bash -c 'for f in --iface --lan-iface --max-devices --listen --interval --log-level --btf --ping-target --ping-interval --ping-timeout --no-ping --help --version; do grep -q -- "$f" <<<"$1" || exit 1; done' _ "$out"
+check "--help lists every flag" bash -c 'for f in --iface --lan-iface --max-devices --listen --interval --log-level --btf --ping-target --ping-interval --ping-timeout --no-ping --no-speedtest --help --version; do grep -q -- "$f" <<<"$1" || exit 1; done' _ "$out"
 check "--version prints the version" bash -c '"$1" --version | grep -Eq "^ispmon [0-9]+\.[0-9]+\.[0-9]+"' _ "$BIN"
 
 run_fail "unknown flag" 2 "unknown option '--bogus'" nsx "$BIN" --bogus
@@ -83,6 +83,10 @@ run_fail "duplicate --ping-target" 2 "duplicate --ping-target" nsx "$BIN" --ping
 run_fail "bad --ping-interval" 2 "invalid --ping-interval" nsx "$BIN" --ping-interval 10ms
 run_fail "bad --ping-timeout" 2 "invalid --ping-timeout" nsx "$BIN" --ping-timeout soon
 run_fail "--no-ping takes no value" 2 "unknown option" nsx "$BIN" --no-ping=yes
+run_fail "bad --speed-url" 2 "speed" nsx "$BIN" --speed-url ftp://203.0.113.10/x
+run_fail "--speed-upload-url alone" 2 "must follow" nsx "$BIN" --speed-upload-url http://203.0.113.10/upload
+run_fail "bad --speed-budget" 2 "invalid --speed-budget" nsx "$BIN" --speed-budget lots
+run_fail "bad --speed-interval" 2 "invalid --speed-interval" nsx "$BIN" --speed-interval 5s
 run_fail "address not on this host" 1 "cannot listen" nsx "$BIN" --iface "$DEV" --listen 203.0.113.77:$PORT
 run_fail "--btf missing file" 1 "cannot read the BTF file" nsx "$BIN" --iface "$DEV" --listen 127.0.0.1:$PORT --btf "$TMP/nope"
 run_fail "--btf not a BTF file" 1 "cannot read the BTF file" nsx "$BIN" --iface "$DEV" --listen 127.0.0.1:$PORT --btf /etc/hostname
@@ -105,7 +109,7 @@ kill $IPERF 2>/dev/null; wait $IPERF 2>/dev/null
 for sig in INT TERM; do
 	# Pings stay in the namespace: its gateway, which never answers.
 	ip netns exec "$NS" "$BIN" --listen 127.0.0.1:$PORT --interval 100ms \
-		--ping-target 192.0.2.254 --ping-interval 100ms --ping-timeout 200ms >"$TMP/run.out" 2>"$TMP/run.err" &
+		--ping-target 192.0.2.254 --ping-interval 100ms --ping-timeout 200ms --no-speedtest >"$TMP/run.out" 2>"$TMP/run.err" &
 	pid=$!
 	if wait_http "http://127.0.0.1:$PORT/metrics"; then
 		ok "SIG$sig run: serving /metrics"
@@ -144,7 +148,7 @@ for sig in INT TERM; do
 		code=$(nsx curl -s -o /dev/null -w '%{http_code}' -I "http://127.0.0.1:$PORT/metrics")
 		check "HEAD /metrics -> 200 ($code)" [ "$code" = 200 ]
 		# A second instance on the same port fails and must not disturb the first.
-		run_fail_keep() { nsx "$BIN" --iface "$DEV" --listen 127.0.0.1:$PORT --no-ping >/dev/null 2>"$TMP/err2"; }
+		run_fail_keep() { nsx "$BIN" --iface "$DEV" --listen 127.0.0.1:$PORT --no-ping --no-speedtest >/dev/null 2>"$TMP/err2"; }
 		run_fail_keep
 		check "second instance on a busy port exits 1 without touching the first" \
 			bash -c "[ $? -eq 1 ] && [ \$(ip netns exec $NS tc filter show dev $DEV ingress | grep -c 'name tc_ingress') -eq 1 ]"
@@ -159,7 +163,7 @@ for sig in INT TERM; do
 done
 
 # --- a LAN interface too: both attached, both cleaned up ---------------------
-ip netns exec "$NS" "$BIN" --iface "$DEV" --lan-iface "${DEV}p" --listen 127.0.0.1:$PORT --no-ping >/dev/null 2>"$TMP/run.err" &
+ip netns exec "$NS" "$BIN" --iface "$DEV" --lan-iface "${DEV}p" --listen 127.0.0.1:$PORT --no-ping --no-speedtest >/dev/null 2>"$TMP/run.err" &
 pid=$!
 wait_http "http://127.0.0.1:$PORT/metrics"
 check "LAN hook: attached on ${DEV}p as side=lan" grep -q "iface=${DEV}p .*side=lan" "$TMP/run.err"
@@ -175,7 +179,7 @@ check "LAN hook: no clsact left on $DEV" no_clsact
 nsx tc qdisc add dev "$DEV" clsact
 # A foreign classic-BPF filter that matches nothing (no act_* modules here).
 nsx tc filter add dev "$DEV" ingress prio 7 bpf bytecode '1,6 0 0 0'
-ip netns exec "$NS" "$BIN" --iface "$DEV" --listen 127.0.0.1:$PORT --no-ping >/dev/null 2>"$TMP/run.err" &
+ip netns exec "$NS" "$BIN" --iface "$DEV" --listen 127.0.0.1:$PORT --no-ping --no-speedtest >/dev/null 2>"$TMP/run.err" &
 pid=$!
 wait_http "http://127.0.0.1:$PORT/metrics"
 check "existing clsact: logged as existing" grep -q 'clsact=existing' "$TMP/run.err"

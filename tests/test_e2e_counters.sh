@@ -36,7 +36,7 @@ r() { ip netns exec "$NS_ROUTER" "$@"; }
 lan() { ip netns exec "$NS_LAN" "$@"; }
 
 # Like `make run`: no --iface, no --listen.
-ip netns exec "$NS_ROUTER" "$BIN" --interval 200ms --no-ping >"$TMP/ispmon.out" 2>"$TMP/ispmon.err" &
+ip netns exec "$NS_ROUTER" "$BIN" --interval 200ms --no-ping --no-speedtest >"$TMP/ispmon.out" 2>"$TMP/ispmon.err" &
 ISPMON_PID=$!
 up=0
 for _ in $(seq 1 50); do

@@ -97,7 +97,7 @@ start_ispmon() { # start_ispmon NAME TARGET...
 	shift
 	for t in "$@"; do args+=(--ping-target "$t"); done
 	ip netns exec "$NS_ROUTER" "$BIN" --listen 127.0.0.1:8000 --interval 200ms \
-		--ping-interval ${INTERVAL_MS}ms --ping-timeout ${TIMEOUT_MS}ms "${args[@]}" \
+		--ping-interval ${INTERVAL_MS}ms --ping-timeout ${TIMEOUT_MS}ms --no-speedtest "${args[@]}" \
 		>/dev/null 2>"$TMP/$name.err" &
 	ISPMON_PID=$!
 	wait_for 10 true

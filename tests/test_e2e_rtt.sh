@@ -38,7 +38,7 @@ start_ispmon() {
 		kill -TERM "$ISPMON_PID"
 		wait "$ISPMON_PID"
 	fi
-	ip netns exec "$NS_ROUTER" "$BIN" --interval 200ms --lan-iface "$ROUTER_LAN_IF" --no-ping \
+	ip netns exec "$NS_ROUTER" "$BIN" --interval 200ms --lan-iface "$ROUTER_LAN_IF" --no-ping --no-speedtest \
 		>/dev/null 2>>"$TMP/ispmon.err" &
 	ISPMON_PID=$!
 	for _ in $(seq 1 50); do

@@ -14,6 +14,8 @@
 #define MIN_INTERVAL_MS 50
 #define MAX_INTERVAL_MS (3600 * 1000)
 #define DEFAULT_MAX_DEVICES 32
+#define DEFAULT_SPEED_URL "https://speed.cloudflare.com/__down?bytes={bytes}"
+#define DEFAULT_SPEED_UPLOAD_URL "https://speed.cloudflare.com/__up"
 #define MAX_MAX_DEVICES 1000
 #define DEFAULT_PING_INTERVAL_MS 2000
 #define DEFAULT_PING_TIMEOUT_MS 2000
@@ -38,6 +40,22 @@ static const char usage[] =
 	"                         0 turns pinging off)\n"
 	"      --ping-timeout DUR how long a ping waits for its answer (default 2s, 10ms..30s)\n"
 	"      --no-ping          no ping probes\n"
+	"      --speed-url URL    speed test download URL, repeatable (up to 8; \"{bytes}\" is\n"
+	"                         replaced by the size asked for; default: a public server)\n"
+	"      --speed-upload-url URL\n"
+	"                         upload URL (POST) of the --speed-url before it\n"
+	"      --speed-interval DUR  time between speed tests (default 6h, +-10% jitter;\n"
+	"                         0 turns them off)\n"
+	"      --no-speedtest     no speed tests\n"
+	"      --speed-streams N  parallel connections per direction (default 4, 1..16)\n"
+	"      --speed-max-time DUR  cap per direction (default 10s)\n"
+	"      --speed-grace DUR  start of the load always excluded, slow start (default 1s)\n"
+	"      --speed-max-bytes BYTES  payload cap per direction (default 200M)\n"
+	"      --speed-budget BYTES  data per day for speed tests (default 1G, 0: unlimited)\n"
+	"      --speed-busy-share F  postpone while the household uses more than this share\n"
+	"                         of the line (default 0.3)\n"
+	"      --speed-state FILE keep the day's budget use across restarts\n"
+	"      --speed-first-delay DUR  first speed test after start (default 60s)\n"
 	"  -h, --help             this text\n"
 	"  -V, --version          print the version\n";
 
@@ -165,6 +183,9 @@ enum {
 	OPT_PING_INTERVAL,
 	OPT_PING_TIMEOUT,
 	OPT_NO_PING,
+	OPT_SPEED_URL, OPT_SPEED_UPLOAD_URL, OPT_SPEED_INTERVAL, OPT_NO_SPEEDTEST,
+	OPT_SPEED_STREAMS, OPT_SPEED_MAX_TIME, OPT_SPEED_GRACE, OPT_SPEED_MAX_BYTES,
+	OPT_SPEED_BUDGET, OPT_SPEED_BUSY, OPT_SPEED_STATE, OPT_SPEED_FIRST,
 };
 
 static const struct option long_opts[] = {
@@ -179,6 +200,18 @@ static const struct option long_opts[] = {
 	{"ping-interval", required_argument, NULL, OPT_PING_INTERVAL},
 	{"ping-timeout", required_argument, NULL, OPT_PING_TIMEOUT},
 	{"no-ping", no_argument, NULL, OPT_NO_PING},
+	{"speed-url", required_argument, NULL, OPT_SPEED_URL},
+	{"speed-upload-url", required_argument, NULL, OPT_SPEED_UPLOAD_URL},
+	{"speed-interval", required_argument, NULL, OPT_SPEED_INTERVAL},
+	{"no-speedtest", no_argument, NULL, OPT_NO_SPEEDTEST},
+	{"speed-streams", required_argument, NULL, OPT_SPEED_STREAMS},
+	{"speed-max-time", required_argument, NULL, OPT_SPEED_MAX_TIME},
+	{"speed-grace", required_argument, NULL, OPT_SPEED_GRACE},
+	{"speed-max-bytes", required_argument, NULL, OPT_SPEED_MAX_BYTES},
+	{"speed-budget", required_argument, NULL, OPT_SPEED_BUDGET},
+	{"speed-busy-share", required_argument, NULL, OPT_SPEED_BUSY},
+	{"speed-state", required_argument, NULL, OPT_SPEED_STATE},
+	{"speed-first-delay", required_argument, NULL, OPT_SPEED_FIRST},
 	{"help", no_argument, NULL, 'h'},
 	{"version", no_argument, NULL, 'V'},
 	{NULL, 0, NULL, 0},
@@ -192,7 +225,9 @@ static int valid_ifname(const char *s)
 int config_parse(int argc, char **argv, struct config *cfg, char *err,
 		 size_t errlen)
 {
-	bool no_ping = false;
+	bool no_ping = false, no_speed = false;
+	struct speedtest_config *sp = &cfg->speed;
+	uint64_t ms;
 	int c;
 
 	memset(cfg, 0, sizeof(*cfg));
@@ -201,6 +236,7 @@ int config_parse(int argc, char **argv, struct config *cfg, char *err,
 	cfg->max_devices = DEFAULT_MAX_DEVICES;
 	cfg->ping_interval_ms = DEFAULT_PING_INTERVAL_MS;
 	cfg->ping_timeout_ms = DEFAULT_PING_TIMEOUT_MS;
+	speedtest_config_defaults(sp);
 	parse_listen(DEFAULT_LISTEN, &cfg->listen);
 
 	optind = 1;
@@ -310,6 +346,99 @@ int config_parse(int argc, char **argv, struct config *cfg, char *err,
 		case OPT_NO_PING:
 			no_ping = true;
 			break;
+		case OPT_SPEED_URL:
+			if (sp->n_servers == SPEEDTEST_MAX_SERVERS) {
+				snprintf(err, errlen, "at most %d --speed-url", SPEEDTEST_MAX_SERVERS);
+				return -EINVAL;
+			}
+			sp->urls[sp->n_servers++] = optarg;
+			break;
+		case OPT_SPEED_UPLOAD_URL:
+			if (!sp->n_servers) {
+				snprintf(err, errlen, "--speed-upload-url must follow the --speed-url it belongs to");
+				return -EINVAL;
+			}
+			sp->upload_urls[sp->n_servers - 1] = optarg;
+			break;
+		case OPT_SPEED_INTERVAL:
+			if (parse_duration_ms(optarg, &ms) || ms > 7ULL * 24 * 3600 * 1000 ||
+			    (ms && ms < 60 * 1000)) {
+				snprintf(err, errlen,
+					 "invalid --speed-interval '%s' (want 0 or a duration from 1m to 7d, e.g. 6h)",
+					 optarg);
+				return -EINVAL;
+			}
+			sp->interval_s = (double)ms / 1000.0;
+			sp->jitter_s = sp->interval_s / 10;
+			break;
+		case OPT_NO_SPEEDTEST:
+			no_speed = true;
+			break;
+		case OPT_SPEED_STREAMS: {
+			char *end;
+			unsigned long v;
+
+			errno = 0;
+			v = strtoul(optarg, &end, 10);
+			if (errno || end == optarg || *end || *optarg == '-' || !v ||
+			    v > SPEEDTEST_MAX_STREAMS) {
+				snprintf(err, errlen, "invalid --speed-streams '%s' (want 1 to %d)",
+					 optarg, SPEEDTEST_MAX_STREAMS);
+				return -EINVAL;
+			}
+			sp->streams = (unsigned)v;
+			break;
+		}
+		case OPT_SPEED_MAX_TIME:
+		case OPT_SPEED_GRACE:
+			if (parse_duration_ms(optarg, &ms)) {
+				snprintf(err, errlen, "invalid %s '%s' (want a duration, e.g. 10s)",
+					 c == OPT_SPEED_GRACE ? "--speed-grace" : "--speed-max-time",
+					 optarg);
+				return -EINVAL;
+			}
+			if (c == OPT_SPEED_GRACE)
+				sp->grace_s = (double)ms / 1000.0;
+			else
+				sp->max_time_s = (double)ms / 1000.0;
+			break;
+		case OPT_SPEED_MAX_BYTES:
+		case OPT_SPEED_BUDGET:
+			if (speedtest_parse_bytes(optarg, c == OPT_SPEED_BUDGET ? &sp->budget_bytes
+										: &sp->max_bytes)) {
+				snprintf(err, errlen, "invalid %s '%s' (want bytes, e.g. 200M or 1GiB)",
+					 c == OPT_SPEED_BUDGET ? "--speed-budget" : "--speed-max-bytes",
+					 optarg);
+				return -EINVAL;
+			}
+			break;
+		case OPT_SPEED_BUSY: {
+			char *end;
+			double v;
+
+			errno = 0;
+			v = strtod(optarg, &end);
+			if (errno || end == optarg || *end || !(v > 0 && v <= 1)) {
+				snprintf(err, errlen,
+					 "invalid --speed-busy-share '%s' (want a share above 0, at most 1)",
+					 optarg);
+				return -EINVAL;
+			}
+			sp->busy_share = v;
+			break;
+		}
+		case OPT_SPEED_FIRST:
+			if (parse_duration_ms(optarg, &ms) || ms > 24ULL * 3600 * 1000) {
+				snprintf(err, errlen,
+					 "invalid --speed-first-delay '%s' (want a duration up to 24h)",
+					 optarg);
+				return -EINVAL;
+			}
+			sp->first_delay_s = (double)ms / 1000.0;
+			break;
+		case OPT_SPEED_STATE:
+			sp->state_file = optarg;
+			break;
 		case 'h':
 			fputs(usage, stdout);
 			return CONFIG_EXIT_OK;
@@ -331,5 +460,15 @@ int config_parse(int argc, char **argv, struct config *cfg, char *err,
 	}
 	if (no_ping)
 		cfg->ping_interval_ms = 0;
+	if (no_speed)
+		sp->interval_s = 0;
+	if (!sp->n_servers) {
+		/* A public default, only used when no URL was given. */
+		sp->urls[0] = DEFAULT_SPEED_URL;
+		sp->upload_urls[0] = DEFAULT_SPEED_UPLOAD_URL;
+		sp->n_servers = 1;
+	}
+	if (speedtest_config_check(sp, err, errlen))
+		return -EINVAL;
 	return CONFIG_RUN;
 }

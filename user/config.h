@@ -9,6 +9,7 @@
 
 #include "log.h"
 #include "ping.h"
+#include "speedtest.h"
 
 struct listen_addr {
 	struct sockaddr_storage ss;
@@ -34,6 +35,7 @@ struct config {
 	unsigned n_ping;
 	uint64_t ping_interval_ms; /* 0: no pinging */
 	uint64_t ping_timeout_ms;
+	struct speedtest_config speed; /* URLs point into argv or are the defaults */
 };
 
 enum config_result {

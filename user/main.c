@@ -9,6 +9,8 @@
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <errno.h>
+#include <math.h>
+#include <pthread.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -28,6 +30,7 @@
 #include "metrics.h"
 #include "netif.h"
 #include "ping.h"
+#include "speedtest.h"
 #include "report.h"
 #include "rtt.h"
 #include "tc.h"
@@ -56,6 +59,11 @@ struct ispmon {
 	struct rtt_reader *rtt;
 	struct report report;
 	struct ping *ping;
+	struct speedtest *speed;
+	/* What the speed-test thread asks of the line: guarded by line_lock,
+	 * written by the collector (main thread). */
+	pthread_mutex_t line_lock;
+	double line_rate[ISPMON_DIR_MAX], line_peak[ISPMON_DIR_MAX];
 	char gateway[64]; /* default ping target */
 	double last_sweep;
 	int sig_fd, timer_fd;
@@ -276,6 +284,15 @@ static void collect(struct ispmon *m, double *last)
 	} else {
 		report_update(&m->report, now, t - *last);
 		*last = t;
+		if (m->report.have_rate) {
+			pthread_mutex_lock(&m->line_lock);
+			for (int d = 0; d < ISPMON_DIR_MAX; d++) {
+				m->line_rate[d] = m->report.rate_Bps[d];
+				if (m->line_rate[d] > m->line_peak[d])
+					m->line_peak[d] = m->line_rate[d];
+			}
+			pthread_mutex_unlock(&m->line_lock);
+		}
 	}
 	err = rtt_reader_collect(m->rtt, t);
 	if (err) {
@@ -341,6 +358,50 @@ static void ping_setup(struct ispmon *m)
 	m->report.ping = m->ping;
 }
 
+/* Share of the line in use now, for postponing a speed test: the last
+ * interval's rate over the highest rate seen, the larger direction. NaN
+ * until the line has shown what it can carry (100 kB/s at least). */
+static double line_busy(void *ctx)
+{
+	struct ispmon *m = ctx;
+	double share = NAN;
+
+	pthread_mutex_lock(&m->line_lock);
+	for (int d = 0; d < ISPMON_DIR_MAX; d++) {
+		double s;
+
+		if (m->line_peak[d] < 100e3)
+			continue;
+		s = m->line_rate[d] / m->line_peak[d];
+		if (isnan(share) || s > share)
+			share = s;
+	}
+	pthread_mutex_unlock(&m->line_lock);
+	return share;
+}
+
+static void speed_setup(struct ispmon *m)
+{
+	struct speedtest_hooks hooks = {.ctx = m, .line_busy = line_busy};
+	int err;
+
+	if (!m->cfg.speed.interval_s)
+		return;
+	err = speedtest_new(&m->cfg.speed, &hooks, &m->speed);
+	if (!err)
+		err = speedtest_start(m->speed);
+	if (err) {
+		log_warn("cannot start the speed tests", "err=\"%s\"", strerror(-err));
+		speedtest_free(m->speed);
+		m->speed = NULL;
+		return;
+	}
+	log_info("speed tests", "servers=%u interval_s=%.0f budget_bytes=%llu",
+		 m->cfg.speed.n_servers, m->cfg.speed.interval_s,
+		 (unsigned long long)m->cfg.speed.budget_bytes);
+	m->report.speed = m->speed;
+}
+
 static int setup_fds(struct ispmon *m)
 {
 	struct itimerspec its = {0};
@@ -392,6 +453,10 @@ static int run_loop(struct ispmon *m)
 
 static void teardown(struct ispmon *m)
 {
+	/* The speed test's hooks read this struct: stop it first. */
+	speedtest_free(m->speed);
+	m->speed = NULL;
+	m->report.speed = NULL;
 	ping_stop(m->ping);
 	m->ping = NULL;
 	m->report.ping = NULL;
@@ -417,7 +482,8 @@ static void teardown(struct ispmon *m)
 
 int main(int argc, char **argv)
 {
-	static struct ispmon m = {.sig_fd = -1, .timer_fd = -1};
+	static struct ispmon m = {.sig_fd = -1, .timer_fd = -1,
+				  .line_lock = PTHREAD_MUTEX_INITIALIZER};
 	char err_msg[256];
 	sigset_t set;
 	int err;
@@ -491,6 +557,7 @@ int main(int argc, char **argv)
 	if (m.cfg.max_devices && m.n_hooks == 1)
 		log_info("no LAN interface found: no per-device figures (pass --lan-iface IF)", NULL);
 	ping_setup(&m);
+	speed_setup(&m);
 
 	err = run_loop(&m);
 	if (!err) {

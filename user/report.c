@@ -216,15 +216,24 @@ void report_render(const struct report *r, struct mbuf *b)
 		ping_render(r->ping, b);
 	/* Families every active probe shares: one header, each probe's
 	 * samples under it (the text format wants a family in one piece). */
-	if (r->ping) {
+	if (r->speed)
+		speedtest_render(r->speed, b);
+	if (r->ping || r->speed) {
 		prom_header(b, "ispmon_probe_success", "gauge",
 			    "Whether the probe's newest attempt at the target with a result succeeded (1) or not (0).");
-		ping_render_success(r->ping, b);
+		if (r->ping)
+			ping_render_success(r->ping, b);
+		if (r->speed)
+			speedtest_render_probe_success(r->speed, b);
 		prom_header(b, "ispmon_probe_failures_total", "counter",
-			    "Failed probe attempts by reason: resolve (no address for the name), "
+			    "Failed probe attempts by reason. ping: resolve (no address for the name), "
 			    "timeout (no answer in time), unreachable (an ICMP error or no route), "
-			    "error (anything else, e.g. no socket).");
-		ping_render_failures(r->ping, b);
+			    "error (anything else). speedtest: dns, connect, tls, http_4xx, http_5xx, "
+			    "redirect, stalled, oversize, byte_cap, closed, timeout, ... (see README).");
+		if (r->ping)
+			ping_render_failures(r->ping, b);
+		if (r->speed)
+			speedtest_render_probe_failures(r->speed, b);
 	}
 
 	if (r->n_maps) {

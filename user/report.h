@@ -12,6 +12,7 @@
 #include "devices.h"
 #include "ping.h"
 #include "rtt.h"
+#include "speedtest.h"
 
 struct report {
 	const char *version;
@@ -31,6 +32,7 @@ struct report {
 
 	const struct rtt_view *rtt; /* NULL until the first read */
 	const struct devices *devices; /* NULL without LAN interfaces */
+	struct speedtest *speed;       /* NULL: no speed tests */
 	struct ping *ping;             /* NULL without ping probes */
 	/* LAN interfaces watched, besides iface. */
 	unsigned n_lan;

@@ -36,7 +36,7 @@ netlab_up 0 0 || exit 1
 netlab_start_servers || exit 1
 
 start_ispmon() {
-	ip netns exec "$NS_ROUTER" ./ispmon --interval 1s --no-ping ${BENCH_ISPMON_ARGS:---lan-iface $ROUTER_LAN_IF} \
+	ip netns exec "$NS_ROUTER" ./ispmon --interval 1s --no-ping --no-speedtest ${BENCH_ISPMON_ARGS:---lan-iface $ROUTER_LAN_IF} \
 		>/dev/null 2>"$TMP/ispmon.err" &
 	ISPMON_PID=$!
 	for _ in $(seq 1 50); do

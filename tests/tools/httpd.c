@@ -6,6 +6,18 @@
 //                         reply "received=N crc32=XXXXXXXX"
 //   GET /status/CODE      reply with that status code
 //   GET /                 "ok" (readiness checks)
+// Misbehaviour on purpose (speed-test fault tests):
+//   GET /redirect-loop    302 to itself, forever
+//   GET /stall            200 with Content-Length 1 GiB, then not a byte (the
+//                         child waits until the client goes, at most 120 s)
+//   GET /forever          200 without Content-Length, the pattern until the
+//                         client goes (whatever it asked for)
+//   POST /upload-refuse   413 at once, without reading the body
+//   POST /upload-close    read up to 64 KiB of the body, then reset the
+//                         connection (no reply)
+//   a TLS ClientHello     (https:// to this plain port) a plain-text 400 at
+//                         once, which the client's TLS layer cannot parse
+// A query string ("?...") is ignored when routing.
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -31,6 +43,8 @@
 #define MAX_BYTES (1ULL << 40) /* largest /bytes/N and Content-Length */
 #define IO_TIMEOUT_S 30
 #define CHUNK (256 * 1024)
+#define STALL_MAX_S 120
+#define ABORT_CONN (-1) /* serve(): reset the connection, no reply */
 
 static const char usage_text[] =
 	"usage: httpd --listen ADDR:PORT [--listen ADDR:PORT ...] [--quiet]\n"
@@ -221,14 +235,54 @@ static const char *reason(int code)
 	}
 }
 
-static int send_head(int fd, int code, const char *type, uint64_t len)
+/* Status line and headers; extra (may be "") is inserted verbatim, each of
+ * its lines ending in CR LF. len UINT64_MAX: no Content-Length (the body
+ * ends when the connection closes). */
+static int send_head_extra(int fd, int code, const char *type, uint64_t len, const char *extra)
 {
-	char h[512];
+	char h[1024], clen[64] = "";
+	if (len != UINT64_MAX)
+		snprintf(clen, sizeof(clen), "Content-Length: %llu\r\n", (unsigned long long)len);
 	int n = snprintf(h, sizeof(h),
 		"HTTP/1.1 %d %s\r\nServer: ispmon-test-httpd\r\n"
-		"Content-Type: %s\r\nContent-Length: %llu\r\nConnection: close\r\n\r\n",
-		code, reason(code), type, (unsigned long long)len);
+		"Content-Type: %s\r\n%s%sConnection: close\r\n\r\n",
+		code, reason(code), type, clen, extra);
+	if (n < 0 || (size_t)n >= sizeof(h))
+		return -1;
 	return write_all(fd, h, (size_t)n);
+}
+
+static int send_head(int fd, int code, const char *type, uint64_t len)
+{
+	return send_head_extra(fd, code, type, len, "");
+}
+
+/* /stall: wait, sending nothing, until the peer closes (or errs) or
+ * STALL_MAX_S pass. */
+static void stall(struct conn *c)
+{
+	for (int waited = 0; waited < STALL_MAX_S * 10; waited++) {
+		struct pollfd p = { .fd = c->fd, .events = POLLIN };
+		int r = poll(&p, 1, 100);
+		if (r < 0 && errno != EINTR)
+			return;
+		if (r > 0 && fill(c) <= 0) /* EOF, reset or 30 s read timeout */
+			return;
+	}
+}
+
+/* /forever: the pattern until a write fails; returns the bytes written. */
+static uint64_t stream_forever(int fd)
+{
+	static uint8_t buf[CHUNK];
+	uint64_t pos = 0;
+	while (pos < MAX_BYTES) {
+		pattern_fill(pos, buf, CHUNK);
+		if (write_all(fd, buf, CHUNK) < 0)
+			break;
+		pos += CHUNK;
+	}
+	return pos;
 }
 
 static int reply(int fd, int code, const char *body)
@@ -243,6 +297,12 @@ static int serve(struct conn *c, char *method, char *target, uint64_t *sent)
 {
 	char line[MAX_LINE];
 	*sent = 0;
+	if (c->pos == c->end && fill(c) <= 0)
+		return reply(c->fd, 400, "bad request line\n"), 400;
+	if (c->buf[c->pos] == 0x16) { /* TLS handshake record: a ClientHello */
+		snprintf(method, 16, "TLS");
+		return reply(c->fd, 400, "this is a plain HTTP port\n"), 400;
+	}
 	if (read_line(c, line, sizeof(line)) <= 0)
 		return reply(c->fd, 400, "bad request line\n"), 400;
 	char ver[16];
@@ -277,8 +337,29 @@ static int serve(struct conn *c, char *method, char *target, uint64_t *sent)
 	if (i == MAX_HEADERS)
 		return reply(c->fd, 400, "too many headers\n"), 400;
 
+	char path[256];
+	snprintf(path, sizeof(path), "%.*s", (int)strcspn(target, "?"), target);
 	int is_get = !strcmp(method, "GET");
-	if (!strcmp(target, "/upload")) {
+	int is_post = !strcmp(method, "POST") || !strcmp(method, "PUT");
+	if (!strcmp(path, "/upload-refuse")) {
+		if (!is_post)
+			return reply(c->fd, 405, "use POST or PUT\n"), 405;
+		return reply(c->fd, 413, "upload refused\n"), 413;
+	}
+	if (!strcmp(path, "/upload-close")) {
+		if (!is_post)
+			return reply(c->fd, 405, "use POST or PUT\n"), 405;
+		uint64_t count = 0, want = 64 * 1024;
+		uLong crc = crc32(0L, Z_NULL, 0);
+		if (has_clen && clen < want)
+			want = clen;
+		struct timeval tv = { .tv_sec = 1 };
+		setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		read_body(c, want, &count, &crc); /* whatever arrives within 1 s */
+		*sent = count;
+		return ABORT_CONN;
+	}
+	if (!strcmp(path, "/upload")) {
 		if (strcmp(method, "POST") && strcmp(method, "PUT"))
 			return reply(c->fd, 405, "use POST or PUT\n"), 405;
 		if (!chunked && !has_clen)
@@ -299,20 +380,32 @@ static int serve(struct conn *c, char *method, char *target, uint64_t *sent)
 	}
 	if (!is_get)
 		return reply(c->fd, 405, "method not allowed\n"), 405;
-	if (!strcmp(target, "/"))
+	if (!strcmp(path, "/"))
 		return reply(c->fd, 200, "ok\n"), 200;
-	if (!strncmp(target, "/bytes/", 7)) {
+	if (!strcmp(path, "/redirect-loop"))
+		return send_head_extra(c->fd, 302, "text/plain", 0, "Location: /redirect-loop\r\n"), 302;
+	if (!strcmp(path, "/stall")) {
+		if (send_head(c->fd, 200, "application/octet-stream", 1ULL << 30) == 0)
+			stall(c);
+		return 200;
+	}
+	if (!strcmp(path, "/forever")) {
+		if (send_head_extra(c->fd, 200, "application/octet-stream", UINT64_MAX, "") == 0)
+			*sent = stream_forever(c->fd);
+		return 200;
+	}
+	if (!strncmp(path, "/bytes/", 7)) {
 		uint64_t len;
-		if (parse_count(target + 7, &len) < 0)
+		if (parse_count(path + 7, &len) < 0)
 			return reply(c->fd, 400, "want /bytes/N with N <= 2^40\n"), 400;
 		if (send_head(c->fd, 200, "application/octet-stream", len) == 0 &&
 		    write_pattern(c->fd, len) == 0)
 			*sent = len;
 		return 200;
 	}
-	if (!strncmp(target, "/status/", 8)) {
+	if (!strncmp(path, "/status/", 8)) {
 		uint64_t code;
-		if (parse_count(target + 8, &code) < 0 || code < 200 || code > 599)
+		if (parse_count(path + 8, &code) < 0 || code < 200 || code > 599)
 			return reply(c->fd, 400, "want /status/CODE with 200 <= CODE <= 599\n"), 400;
 		char body[64];
 		snprintf(body, sizeof(body), "status %d\n", (int)code);
@@ -347,8 +440,14 @@ static void handle(int fd, const struct sockaddr_storage *peer)
 			inet_ntop(AF_INET, &a6->s6_addr[12], host, sizeof(host));
 		else
 			inet_ntop(AF_INET6, a6, host, sizeof(host));
-		fprintf(stderr, "httpd: %s %s %s %d %llu\n", host, method, target, code,
-			(unsigned long long)bytes);
+		fprintf(stderr, "httpd: %s %s %s %d %llu\n", host, method, target,
+			code == ABORT_CONN ? 0 : code, (unsigned long long)bytes);
+	}
+	if (code == ABORT_CONN) { /* RST: linger 0 */
+		struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+		setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		close(fd);
+		return;
 	}
 	/* Half-close and drain briefly so unread request bytes don't turn the
 	 * close into a RST that destroys the reply in flight. */

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# The speed test inside ispmon, end to end: WAN 30 ms RTT and 20 Mbit/s each
+# way; ispmon in the router with a speed-test server in wan, first test 2-8 s
+# after start. /metrics must show download and upload within 5% of iperf3's
+# goodput, the data used, success; a second ispmon pointed at a server that
+# answers 404 reports the failure with its reason and keeps running.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+. tests/lib/tap.sh
+. tests/lib/netlab.sh
+
+[ "$(id -u)" -eq 0 ] || { echo "skip: needs root"; exit 77; }
+
+BIN=$PWD/ispmon
+TMP=$(mktemp -d)
+ISPMON_PID=
+
+cleanup() {
+	[ -n "$ISPMON_PID" ] && kill -TERM "$ISPMON_PID" 2>/dev/null
+	netlab_down
+	rm -rf "$TMP"
+}
+netlab_install_trap
+trap cleanup EXIT
+
+netlab_build_tools || exit 1
+netlab_up 15 15 && netlab_start_servers && netlab_shape down 20 && netlab_shape up 20 || exit 1
+
+r() { ip netns exec "$NS_ROUTER" "$@"; }
+iperf_kbit() { # goodput seen by the receiver, from lan, 1 s omitted
+	ip netns exec "$NS_LAN" timeout 30 iperf3 -c "$SRV_IP4" -p "$IPERF_PORT" -t 5 -O 1 -f k \
+		--connect-timeout 3000 -J "$@" 2>/dev/null |
+		awk -F'[:,]' '/"sum_received"/ { f = 1 } f && /"bits_per_second"/ { printf "%.0f\n", $2 / 1000; exit }'
+}
+truth_down=$(iperf_kbit -R)
+truth_up=$(iperf_kbit)
+check "iperf3 goodput: down ${truth_down:-?} kbit/s, up ${truth_up:-?} kbit/s" \
+	bash -c "[ -n '$truth_down' ] && [ -n '$truth_up' ]"
+
+# start_ispmon NAME ARGS...: run it in the router, wait for /metrics
+start_ispmon() {
+	local name=$1
+	shift
+	[ -n "$ISPMON_PID" ] && { kill -TERM "$ISPMON_PID"; wait "$ISPMON_PID"; }
+	ip netns exec "$NS_ROUTER" "$BIN" --interval 500ms --no-ping --speed-first-delay 2s \
+		--speed-interval 1m "$@" >/dev/null 2>"$TMP/$name.err" &
+	ISPMON_PID=$!
+	for _ in $(seq 1 50); do
+		r curl -sf -o /dev/null --max-time 1 http://127.0.0.1:8000/metrics && return 0
+		sleep 0.1
+	done
+	return 1
+}
+scrape() { r curl -sf http://127.0.0.1:8000/metrics >"$TMP/m.prom"; }
+val() { awk -v k="$1" '$1 == k { print $2 }' "$TMP/m.prom"; }
+
+SERVER="$SRV_IP4:$HTTP_PORT"
+start_ispmon ok --speed-url "http://$SERVER/bytes/{bytes}" --speed-upload-url "http://$SERVER/upload" ||
+	{ not_ok "ispmon starts with a speed-test server"; exit 1; }
+# Wait (bounded) for the first test: 2 s delay, up to 2 x 10 s of load.
+for _ in $(seq 1 60); do
+	scrape
+	# Both directions done (the timestamp is set after the first one).
+	awk '/^ispmon_speedtest_runs_total\{direction="upload"/ { n += $2 } END { exit !(n > 0) }' "$TMP/m.prom" &&
+		[ "$(val ispmon_speedtest_running)" = 0 ] && break
+	sleep 0.5
+done
+down=$(val "ispmon_speedtest_bytes_per_second{direction=\"download\",server=\"$SERVER\"}")
+up=$(val "ispmon_speedtest_bytes_per_second{direction=\"upload\",server=\"$SERVER\"}")
+down_k=$(awk -v v="${down:-0}" 'BEGIN { printf "%.0f", v * 8 / 1000 }')
+up_k=$(awk -v v="${up:-0}" 'BEGIN { printf "%.0f", v * 8 / 1000 }')
+check "download $down_k kbit/s within 5% of iperf3's $truth_down" rel_near "$down_k" "${truth_down:-1}" 0.05
+check "upload $up_k kbit/s within 5% of iperf3's $truth_up" rel_near "$up_k" "${truth_up:-1}" 0.05
+check "probe success for $SERVER" [ "$(val "ispmon_probe_success{probe=\"speedtest\",target=\"$SERVER\"}")" = 1 ]
+used=$(val ispmon_speedtest_data_used_bytes_total)
+check "data used ${used:-?} bytes: the test's traffic, under 2 x 30 MB" \
+	awk -v u="${used:-0}" 'BEGIN { exit !(u > 2e6 && u < 60e6) }'
+rtt=$(val 'ispmon_speedtest_loaded_rtt_seconds{direction="download"}')
+check "latency under load measured (${rtt:-none} s, >= the 30 ms base)" \
+	awk -v r="${rtt:-0}" 'BEGIN { exit !(r >= 0.029 && r < 2) }'
+if promtool check metrics <"$TMP/m.prom" >"$TMP/promtool" 2>&1; then
+	ok "promtool check metrics accepts the page with speed-test metrics"
+else
+	not_ok "promtool check metrics: $(head -c 300 "$TMP/promtool")"
+fi
+
+# A failing server: a reason, and ispmon carries on serving.
+start_ispmon fail --speed-url "http://$SERVER/status/404" ||
+	{ not_ok "ispmon starts with a failing speed-test server"; exit 1; }
+for _ in $(seq 1 40); do
+	scrape
+	grep -q 'ispmon_probe_failures_total{probe="speedtest"' "$TMP/m.prom" && break
+	sleep 0.5
+done
+check "404 counted as failure reason http_4xx" \
+	grep -q "ispmon_probe_failures_total{probe=\"speedtest\",.*reason=\"http_4xx\".* [1-9]" "$TMP/m.prom"
+check "probe success 0 for the failing server" \
+	[ "$(val "ispmon_probe_success{probe=\"speedtest\",target=\"$SERVER\"}")" = 0 ]
+sleep 1
+check "ispmon still running and serving after the failure" bash -c "kill -0 $ISPMON_PID && ip netns exec $NS_ROUTER curl -sf -o /dev/null http://127.0.0.1:8000/metrics"
+kill -TERM "$ISPMON_PID"
+rc=0
+wait "$ISPMON_PID" || rc=$?
+ISPMON_PID=
+check "clean exit ($rc)" [ "$rc" = 0 ]
+check "no error logged" bash -c "! grep -q 'level=error' $TMP/ok.err $TMP/fail.err"
+tap_exit
