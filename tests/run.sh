@@ -14,6 +14,7 @@ declare -A SUITES=(
 	[unit-speedtest]="build/tests/test_speedtest"
 	[speedtest]="bash tests/test_speedtest.sh"
 	[e2e-speedtest]="bash tests/test_e2e_speedtest.sh"
+	[reattach]="bash tests/test_reattach.sh"
 	[cli]="bash tests/test_cli.sh"
 	[netlab]="bash tests/test_netlab.sh"
 	[e2e]="bash tests/test_e2e_counters.sh"
@@ -21,7 +22,7 @@ declare -A SUITES=(
 	[e2e-ping]="bash tests/test_e2e_ping.sh"
 	[lint]="bash tests/test_lint.sh"
 )
-ORDER=(unit-user unit-bpf unit-rtt unit-speedtest fuzz-tc lint cli netlab e2e e2e-rtt e2e-ping speedtest e2e-speedtest)
+ORDER=(unit-user unit-bpf unit-rtt unit-speedtest fuzz-tc lint cli netlab e2e e2e-rtt e2e-ping speedtest e2e-speedtest reattach)
 SUITE_TIMEOUT=${SUITE_TIMEOUT:-900}
 
 selected=(${TESTS:-${ORDER[@]}})

@@ -21,6 +21,8 @@ struct dev_entry {
 	struct ispmon_dev_stats now, last, base;
 	bool seen;     /* read this round */
 	bool exported; /* has its own label */
+	/* totals at the last commit, for what to add to "other" */
+	uint64_t folded_bytes[ISPMON_DIR_MAX], folded_packets[ISPMON_DIR_MAX];
 	/* RTT window: histogram totals at the last two slot boundaries. */
 	uint64_t slot_hist[2][ISPMON_LEG_MAX][ISPMON_DEV_RTT_BUCKETS];
 };
@@ -29,7 +31,9 @@ struct devices {
 	unsigned max_exported, n_exported;
 	unsigned n;
 	struct dev_entry *tab; /* DEVICES_TABLE_MAX entries */
-	struct ispmon_dev_stats other_base; /* devices dropped from a full table */
+	/* Traffic of devices while outside the top-N: only ever grows. */
+	uint64_t other_bytes[ISPMON_DIR_MAX], other_packets[ISPMON_DIR_MAX];
+	bool have_other;
 	struct ispmon_dev_stats *pcpu;
 	int ncpu;
 	double last_slot;
@@ -100,7 +104,8 @@ static struct dev_entry *add(struct devices *d, const struct ispmon_dev_key *k)
 	struct dev_entry *e;
 
 	if (d->n == DEVICES_TABLE_MAX) {
-		/* Full: drop the oldest non-exported device into "other". */
+		/* Full: forget the first device outside the top-N; what it
+		 * did outside it is in "other" already. */
 		unsigned victim = DEVICES_TABLE_MAX;
 
 		for (unsigned i = 0; i < d->n; i++)
@@ -110,17 +115,11 @@ static struct dev_entry *add(struct devices *d, const struct ispmon_dev_key *k)
 			}
 		if (victim == DEVICES_TABLE_MAX)
 			return NULL;
-		stats_add(&d->other_base, &d->tab[victim].base);
-		stats_add(&d->other_base, &d->tab[victim].last);
 		d->tab[victim] = d->tab[--d->n];
 	}
 	e = &d->tab[d->n++];
 	memset(e, 0, sizeof(*e));
 	e->key = *k;
-	if (d->n_exported < d->max_exported) {
-		e->exported = true;
-		d->n_exported++;
-	}
 	return e;
 }
 
@@ -131,7 +130,6 @@ int devices_read(struct devices *d, int map_fd)
 
 	while (!bpf_map_get_next_key(map_fd, prev, &next)) {
 		struct ispmon_dev_stats sum = {0};
-		struct dev_entry *e;
 
 		key = next;
 		prev = &key;
@@ -139,17 +137,59 @@ int devices_read(struct devices *d, int map_fd)
 			continue; /* evicted meanwhile */
 		for (int c = 0; c < d->ncpu; c++)
 			stats_add(&sum, &d->pcpu[c]);
-		e = find(d, &key);
-		if (!e)
-			e = add(d, &key);
-		if (!e)
-			continue;
-		if (!e->seen)
-			memset(&e->now, 0, sizeof(e->now));
-		stats_add(&e->now, &sum);
-		e->seen = true;
+		devices_ingest(d, &key, &sum);
 	}
 	return 0;
+}
+
+void devices_ingest(struct devices *d, const struct ispmon_dev_key *key,
+		    const struct ispmon_dev_stats *sum)
+{
+	struct dev_entry *e = find(d, key);
+
+	if (!e)
+		e = add(d, key);
+	if (!e)
+		return;
+	if (!e->seen)
+		memset(&e->now, 0, sizeof(e->now));
+	stats_add(&e->now, sum);
+	e->seen = true;
+}
+
+static uint64_t total_bytes(const struct dev_entry *e)
+{
+	return e->base.bytes[0] + e->base.bytes[1] + e->last.bytes[0] + e->last.bytes[1];
+}
+
+/* Re-rank: fill free places with the largest outsiders, then let an
+ * outsider replace the smallest member when clearly larger. */
+static void rerank(struct devices *d)
+{
+	for (;;) {
+		struct dev_entry *best = NULL, *worst = NULL;
+
+		for (unsigned i = 0; i < d->n; i++) {
+			struct dev_entry *e = &d->tab[i];
+
+			if (!e->exported && (!best || total_bytes(e) > total_bytes(best)))
+				best = e;
+			if (e->exported && (!worst || total_bytes(e) < total_bytes(worst)))
+				worst = e;
+		}
+		if (!best || !total_bytes(best))
+			return;
+		if (d->n_exported < d->max_exported) {
+			best->exported = true;
+			d->n_exported++;
+			continue;
+		}
+		if (!worst || total_bytes(best) < total_bytes(worst) + total_bytes(worst) / 10 ||
+		    total_bytes(best) < total_bytes(worst) + 1000000)
+			return;
+		worst->exported = false;
+		best->exported = true;
+	}
 }
 
 void devices_commit(struct devices *d, double now_s)
@@ -167,7 +207,7 @@ void devices_commit(struct devices *d, double now_s)
 			e->last = e->now;
 			e->seen = false;
 		}
-		if (new_slot && e->exported) {
+		if (new_slot) {
 			struct ispmon_dev_stats tot = e->base;
 
 			stats_add(&tot, &e->last);
@@ -177,6 +217,26 @@ void devices_commit(struct devices *d, double now_s)
 	}
 	if (new_slot)
 		d->last_slot = now_s;
+
+	/* Traffic since the last commit of devices outside the top-N goes to
+	 * "other" before the ranking changes who is outside. */
+	for (unsigned i = 0; i < d->n; i++) {
+		struct dev_entry *e = &d->tab[i];
+
+		for (int k = 0; k < ISPMON_DIR_MAX; k++) {
+			uint64_t b = e->base.bytes[k] + e->last.bytes[k];
+			uint64_t p = e->base.packets[k] + e->last.packets[k];
+
+			if (!e->exported && (b > e->folded_bytes[k] || p > e->folded_packets[k])) {
+				d->other_bytes[k] += b - e->folded_bytes[k];
+				d->other_packets[k] += p - e->folded_packets[k];
+				d->have_other = true;
+			}
+			e->folded_bytes[k] = b;
+			e->folded_packets[k] = p;
+		}
+	}
+	rerank(d);
 }
 
 void devices_label(const struct ispmon_dev_key *k, char *buf, size_t len)
@@ -218,8 +278,7 @@ static double dev_median(const struct dev_entry *e, const struct ispmon_dev_stat
 void devices_render(const struct devices *d, struct mbuf *b)
 {
 	static const char *const dirs[ISPMON_DIR_MAX] = {"download", "upload"};
-	struct ispmon_dev_stats other = d->other_base;
-	bool have_other = false;
+	bool have_other = d->have_other;
 	char label[64], v4[INET_ADDRSTRLEN], v6[INET6_ADDRSTRLEN];
 
 	prom_header(b, "ispmon_device_bytes_total", "counter",
@@ -229,21 +288,17 @@ void devices_render(const struct devices *d, struct mbuf *b)
 		struct ispmon_dev_stats tot = e->base;
 
 		stats_add(&tot, &e->last);
-		if (!e->exported) {
-			stats_add(&other, &tot);
-			have_other = true;
+		if (!e->exported)
 			continue;
-		}
 		devices_label(&e->key, label, sizeof(label));
 		for (int k = 0; k < ISPMON_DIR_MAX; k++)
 			mbuf_printf(b, "ispmon_device_bytes_total{device=\"%s\",direction=\"%s\"} %llu\n",
 				    label, dirs[k], (unsigned long long)tot.bytes[k]);
 	}
-	have_other = have_other || d->other_base.bytes[0] || d->other_base.bytes[1];
 	if (have_other)
 		for (int k = 0; k < ISPMON_DIR_MAX; k++)
 			mbuf_printf(b, "ispmon_device_bytes_total{device=\"other\",direction=\"%s\"} %llu\n",
-				    dirs[k], (unsigned long long)other.bytes[k]);
+				    dirs[k], (unsigned long long)d->other_bytes[k]);
 
 	prom_header(b, "ispmon_device_packets_total", "counter", "Packets to and from each LAN device.");
 	for (unsigned i = 0; i < d->n; i++) {
@@ -261,7 +316,7 @@ void devices_render(const struct devices *d, struct mbuf *b)
 	if (have_other)
 		for (int k = 0; k < ISPMON_DIR_MAX; k++)
 			mbuf_printf(b, "ispmon_device_packets_total{device=\"other\",direction=\"%s\"} %llu\n",
-				    dirs[k], (unsigned long long)other.packets[k]);
+				    dirs[k], (unsigned long long)d->other_packets[k]);
 
 	prom_header(b, "ispmon_device_rtt_seconds_total", "counter",
 		    "Sum of a device's passive RTT samples by leg (divide its rate by the samples' rate for the mean).");

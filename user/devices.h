@@ -1,8 +1,14 @@
 /*
  * Per-device accounting from the LAN interfaces' `devices` maps: merged
  * across interfaces, kept in a bounded table so counters never go back
- * when the kernel evicts an entry, exported for at most max_devices
- * devices (the first to show up) with the rest folded into "other".
+ * when the kernel evicts an entry, exported for the max_devices devices
+ * with the most traffic; the rest are folded into "other".
+ *
+ * Counters stay counters while the top-N changes: a labelled device's
+ * series is its own total, and "other" accumulates only the traffic of
+ * devices while they are outside the top-N. A device enters the top-N only
+ * when it has 10% (and 1 MB) more than the smallest member, so two devices
+ * of similar traffic do not swap labels every interval.
  */
 #ifndef ISPMON_DEVICES_H
 #define ISPMON_DEVICES_H
@@ -21,6 +27,9 @@ int devices_new(unsigned max_devices, struct devices **out);
 void devices_free(struct devices *d);
 /* Read one LAN interface's map; call for each, then devices_commit(). */
 int devices_read(struct devices *d, int map_fd);
+/* One device's reading from one interface (what devices_read feeds). */
+void devices_ingest(struct devices *d, const struct ispmon_dev_key *key,
+		    const struct ispmon_dev_stats *sum);
 /* Fold this round's readings in; now_s is CLOCK_MONOTONIC seconds. */
 void devices_commit(struct devices *d, double now_s);
 void devices_render(const struct devices *d, struct mbuf *b);

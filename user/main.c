@@ -37,13 +37,15 @@
 
 #define EXIT_USAGE 2
 #define KERNEL_BTF "/sys/kernel/btf/vmlinux"
-#define SWEEP_INTERVAL_S 5.0 /* flow-table sweep for idle and stale entries */
+#define SWEEP_INTERVAL_S 5.0
+#define LINK_CHECK_MS 500 /* an interface back under its name is re-attached this fast */ /* flow-table sweep for idle and stale entries */
 #define RTT_WINDOW_SLOT_S 10.0
 
 /* One interface with its own instance of the TC programs and maps. */
 struct hook {
 	struct netif nif;
 	bool lan;
+	bool gone; /* the interface disappeared; we wait for it by name */
 	struct flow_bpf *skel;
 	struct tc_attachment tc;
 };
@@ -422,18 +424,64 @@ static int setup_fds(struct ispmon *m)
 	return 0;
 }
 
+/*
+ * An interface that went away and came back (a PPPoE redial, a bridge
+ * rebuilt) has a new ifindex: attach the same programs again by name, so
+ * the maps, and every count in them, carry on.
+ */
+static void check_links(struct ispmon *m)
+{
+	for (unsigned i = 0; i < m->n_hooks; i++) {
+		struct hook *h = &m->hooks[i];
+		int idx = (int)if_nametoindex(h->nif.name);
+		struct netif nif;
+
+		if (idx && idx == h->nif.ifindex)
+			continue;
+		if (!idx) {
+			if (!h->gone)
+				log_warn("interface gone, waiting for it to come back", "iface=%s",
+					 h->nif.name);
+			h->gone = true;
+			continue;
+		}
+		if (netif_lookup(h->nif.name, &nif))
+			continue;
+		if (nif.l3 != h->nif.l3)
+			log_warn("interface came back with another link type: restart ispmon to "
+				 "parse it right", "iface=%s", nif.name);
+		tc_detach(&h->tc); /* the old ifindex: nothing left to undo, mostly */
+		h->nif.ifindex = nif.ifindex;
+		if (attach_hook(h)) {
+			h->nif.ifindex = 0; /* try again on the next check */
+			continue;
+		}
+		h->gone = false;
+		if (i == 0)
+			m->report.ifindex = nif.ifindex;
+	}
+}
+
 static int run_loop(struct ispmon *m)
 {
 	struct pollfd pfd[2] = {{.fd = m->sig_fd, .events = POLLIN},
 				{.fd = m->timer_fd, .events = POLLIN}};
-	double last = now_s(CLOCK_MONOTONIC);
+	double last = now_s(CLOCK_MONOTONIC), last_link_check = last;
 
 	collect(m, &last);
 	for (;;) {
-		if (poll(pfd, 2, -1) < 0) {
+		double t;
+
+		/* Wake at least twice a second to look after the interfaces. */
+		if (poll(pfd, 2, LINK_CHECK_MS) < 0) {
 			if (errno == EINTR)
 				continue;
 			return -errno;
+		}
+		t = now_s(CLOCK_MONOTONIC);
+		if (t - last_link_check >= LINK_CHECK_MS / 1000.0) {
+			check_links(m);
+			last_link_check = t;
 		}
 		if (pfd[0].revents) {
 			struct signalfd_siginfo si;

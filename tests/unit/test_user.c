@@ -19,6 +19,7 @@
 #include "ping.h"
 #include "report.h"
 #include "rtt.h"
+#include "devices.h"
 
 static int passed, failed;
 
@@ -606,6 +607,69 @@ static void test_ping_loopback(void)
 	mbuf_free(&b);
 }
 
+/* Sample value of `name` from a rendered page, or -1. */
+static long long sample(const struct mbuf *b, const char *name)
+{
+	const char *p = strstr(b->p, name);
+
+	return p ? atoll(p + strlen(name)) : -1;
+}
+
+static void test_devices_topn(void)
+{
+	struct ispmon_dev_key k[3] = {0};
+	struct ispmon_dev_stats s = {0};
+	uint64_t down[3] = {0};
+	long long other_prev = 0;
+	struct devices *d;
+	struct mbuf b;
+	int mono = 1;
+
+	check(!devices_new(2, &d), "device table with a top-2");
+	for (int i = 0; i < 3; i++) {
+		k[i].addr[0] = 2;
+		k[i].addr[5] = (uint8_t)(i + 1);
+	}
+	/* Rounds: device 3 starts small and overtakes device 2 by far. */
+	for (int round = 0; round < 10; round++) {
+		down[0] += 5000000;
+		down[1] += 2000000;
+		down[2] += round < 3 ? 100000 : 8000000;
+		for (int i = 0; i < 3; i++) {
+			memset(&s, 0, sizeof(s));
+			s.bytes[ISPMON_DIR_DOWNLOAD] = down[i];
+			devices_ingest(d, &k[i], &s);
+		}
+		devices_commit(d, round);
+		mbuf_init(&b);
+		devices_render(d, &b);
+		{
+			long long o = sample(&b, "ispmon_device_bytes_total{device=\"other\",direction=\"download\"} ");
+
+			if (o >= 0) {
+				mono &= o >= other_prev;
+				other_prev = o;
+			}
+		}
+		if (round == 1)
+			check(strstr(b.p, "device=\"02:00:00:00:00:01\"") &&
+				      strstr(b.p, "device=\"02:00:00:00:00:02\"") &&
+				      !strstr(b.p, "device=\"02:00:00:00:00:03\""),
+			      "round 2: the two largest devices are labelled");
+		if (round == 9) {
+			check(strstr(b.p, "device=\"02:00:00:00:00:03\"") &&
+				      !strstr(b.p, "device=\"02:00:00:00:00:02\",direction"),
+			      "round 10: the device that overtook replaced the smaller one");
+			check(sample(&b, "ispmon_device_bytes_total{device=\"02:00:00:00:00:03\",direction=\"download\"} ") ==
+				      (long long)down[2],
+			      "a labelled device's counter is its whole total");
+		}
+		mbuf_free(&b);
+	}
+	check(mono && other_prev > 0, "\"other\" only grows while the ranking changes (%lld)", other_prev);
+	devices_free(d);
+}
+
 int main(void)
 {
 	log_set_level(LOG_ERROR);
@@ -619,6 +683,7 @@ int main(void)
 	test_report();
 	test_rtt_buckets();
 	test_rtt_quantile();
+	test_devices_topn();
 	test_ping_wire();
 	test_ping_stats();
 	test_ping_loopback();
