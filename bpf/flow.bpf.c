@@ -137,6 +137,12 @@ static __always_inline int account(struct __sk_buff *skb, bool ingress)
 		st->vlan_packets += segs;
 	if (p.pppoe)
 		st->pppoe_packets += segs;
+	/* hdr_len covers the transport header: the rest of the IP packet is
+	 * payload, for a GSO skb too (its IP length spans every segment). */
+	if ((p.l4_proto == IPPROTO_TCP || p.l4_proto == IPPROTO_UDP) && !p.frag &&
+	    (l3 == ISPMON_L3_IPV4 || l3 == ISPMON_L3_IPV6) && p.hdr_len > p.l4_off &&
+	    p.l4_len >= p.hdr_len - p.l4_off && p.l4_len <= skb->len)
+		st->payload_bytes += p.l4_len - (p.hdr_len - p.l4_off);
 
 	if (lan_side)
 		account_device(data, data_end, &p, l3, ingress, dir, segs, bytes);

@@ -36,6 +36,9 @@ struct ispmon_dir_stats {
 	__u64 l3_packets[ISPMON_L3_MAX];
 	__u64 vlan_packets;  /* carried at least one 802.1Q/802.1ad tag */
 	__u64 pppoe_packets; /* PPPoE session frames */
+	/* TCP and UDP payload: what a speed test or iperf3 calls goodput
+	 * (retransmissions included), for the capacity estimate. */
+	__u64 payload_bytes;
 };
 
 /* --- passive RTT ---------------------------------------------------------- */

@@ -40,6 +40,9 @@ static const char usage[] =
 	"                         0 turns pinging off)\n"
 	"      --ping-timeout DUR how long a ping waits for its answer (default 2s, 10ms..30s)\n"
 	"      --no-ping          no ping probes\n"
+	"      --plan-download RATE, --plan-upload RATE\n"
+	"                         the rates the household pays for, as the ISP quotes them\n"
+	"                         (e.g. 100M = 100 Mbit/s), exported for alert rules\n"
 	"      --speed-url URL    speed test download URL, repeatable (up to 8; \"{bytes}\" is\n"
 	"                         replaced by the size asked for; default: a public server)\n"
 	"      --speed-upload-url URL\n"
@@ -84,6 +87,33 @@ int parse_duration_ms(const char *s, uint64_t *out)
 	if (v > 1e12)
 		return -ERANGE;
 	*out = (uint64_t)(v + 0.5);
+	return 0;
+}
+
+int parse_bitrate(const char *s, double *out)
+{
+	char *end;
+	double v, mult = 1;
+
+	if (!s || !*s)
+		return -EINVAL;
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || !isfinite(v) || v <= 0)
+		return -EINVAL;
+	switch (*end) {
+	case 'k': case 'K': mult = 1e3; end++; break;
+	case 'M': mult = 1e6; end++; break;
+	case 'G': mult = 1e9; end++; break;
+	default: break;
+	}
+	if (*end && strcmp(end, "bit") && strcmp(end, "bps") && strcmp(end, "bit/s") &&
+	    strcmp(end, "b/s"))
+		return -EINVAL;
+	v *= mult;
+	if (v > 1e12)
+		return -ERANGE;
+	*out = v;
 	return 0;
 }
 
@@ -186,6 +216,7 @@ enum {
 	OPT_SPEED_URL, OPT_SPEED_UPLOAD_URL, OPT_SPEED_INTERVAL, OPT_NO_SPEEDTEST,
 	OPT_SPEED_STREAMS, OPT_SPEED_MAX_TIME, OPT_SPEED_GRACE, OPT_SPEED_MAX_BYTES,
 	OPT_SPEED_BUDGET, OPT_SPEED_BUSY, OPT_SPEED_STATE, OPT_SPEED_FIRST,
+	OPT_PLAN_DOWN, OPT_PLAN_UP,
 };
 
 static const struct option long_opts[] = {
@@ -201,6 +232,8 @@ static const struct option long_opts[] = {
 	{"ping-timeout", required_argument, NULL, OPT_PING_TIMEOUT},
 	{"no-ping", no_argument, NULL, OPT_NO_PING},
 	{"speed-url", required_argument, NULL, OPT_SPEED_URL},
+	{"plan-download", required_argument, NULL, OPT_PLAN_DOWN},
+	{"plan-upload", required_argument, NULL, OPT_PLAN_UP},
 	{"speed-upload-url", required_argument, NULL, OPT_SPEED_UPLOAD_URL},
 	{"speed-interval", required_argument, NULL, OPT_SPEED_INTERVAL},
 	{"no-speedtest", no_argument, NULL, OPT_NO_SPEEDTEST},
@@ -425,6 +458,18 @@ int config_parse(int argc, char **argv, struct config *cfg, char *err,
 				return -EINVAL;
 			}
 			sp->busy_share = v;
+			break;
+		}
+		case OPT_PLAN_DOWN:
+		case OPT_PLAN_UP: {
+			double bits;
+
+			if (parse_bitrate(optarg, &bits)) {
+				snprintf(err, errlen, "invalid %s '%s' (want a rate such as 100M or 20Mbit)",
+					 c == OPT_PLAN_DOWN ? "--plan-download" : "--plan-upload", optarg);
+				return -EINVAL;
+			}
+			cfg->plan_Bps[c == OPT_PLAN_DOWN ? 0 : 1] = bits / 8;
 			break;
 		}
 		case OPT_SPEED_FIRST:

@@ -36,6 +36,7 @@ struct config {
 	uint64_t ping_interval_ms; /* 0: no pinging */
 	uint64_t ping_timeout_ms;
 	struct speedtest_config speed; /* URLs point into argv or are the defaults */
+	double plan_Bps[2];            /* --plan-download/--plan-upload, 0: not given */
 };
 
 enum config_result {
@@ -50,6 +51,9 @@ enum config_result {
 int config_parse(int argc, char **argv, struct config *cfg, char *err,
 		 size_t errlen);
 
+/* A line rate in bits per second as ISPs quote it: "100M", "100Mbit",
+ * "1.5G", "512k", "250Mbps"; a bare number is bit/s. */
+int parse_bitrate(const char *s, double *bits_per_s);
 /* "1s", "250ms", "2m", "1h", "1.5s"; a bare number means seconds. */
 int parse_duration_ms(const char *s, uint64_t *out);
 /* ":8000", "0.0.0.0:8000", "[::1]:8000", "127.0.0.1:9100", "localhost:8000" */

@@ -34,6 +34,7 @@ void linestats_add(struct ispmon_dir_stats *a, const struct ispmon_dir_stats *b)
 		a->l3_packets[i] += b->l3_packets[i];
 	a->vlan_packets += b->vlan_packets;
 	a->pppoe_packets += b->pppoe_packets;
+	a->payload_bytes += b->payload_bytes;
 }
 
 int linestats_read(struct linestats *ls, struct ispmon_dir_stats out[ISPMON_DIR_MAX])

@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "capacity.h"
 #include "config.h"
 #include "devices.h"
 #include "flow.skel.h"
@@ -38,6 +39,7 @@
 #define EXIT_USAGE 2
 #define KERNEL_BTF "/sys/kernel/btf/vmlinux"
 #define SWEEP_INTERVAL_S 5.0
+#define FAST_SAMPLE_MS 100 /* line rate sampling for capacity and peaks */
 #define LINK_CHECK_MS 500 /* an interface back under its name is re-attached this fast */ /* flow-table sweep for idle and stale entries */
 #define RTT_WINDOW_SLOT_S 10.0
 
@@ -68,7 +70,8 @@ struct ispmon {
 	double line_rate[ISPMON_DIR_MAX], line_peak[ISPMON_DIR_MAX];
 	char gateway[64]; /* default ping target */
 	double last_sweep;
-	int sig_fd, timer_fd;
+	int sig_fd, timer_fd, fast_fd;
+	struct capacity *capacity;
 };
 
 static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
@@ -302,6 +305,8 @@ static void collect(struct ispmon *m, double *last)
 		log_warn("cannot read RTT maps", "err=\"%s\"", strerror(-err));
 	} else {
 		m->report.rtt = rtt_reader_view(m->rtt);
+		capacity_interval(m->capacity, t,
+				  rtt_reader_interval_median(m->rtt, ISPMON_LEG_WAN));
 	}
 	if (m->devices) {
 		for (unsigned i = 1; i < m->n_hooks; i++)
@@ -414,8 +419,16 @@ static int setup_fds(struct ispmon *m)
 	sigaddset(&set, SIGTERM);
 	m->sig_fd = signalfd(-1, &set, SFD_CLOEXEC);
 	m->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
-	if (m->sig_fd < 0 || m->timer_fd < 0)
+	m->fast_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
+	if (m->sig_fd < 0 || m->timer_fd < 0 || m->fast_fd < 0)
 		return -errno;
+	{
+		struct itimerspec fast = {.it_interval = {.tv_nsec = FAST_SAMPLE_MS * 1000000L},
+					  .it_value = {.tv_nsec = FAST_SAMPLE_MS * 1000000L}};
+
+		if (timerfd_settime(m->fast_fd, 0, &fast, NULL))
+			return -errno;
+	}
 	its.it_interval.tv_sec = (time_t)(m->cfg.interval_ms / 1000);
 	its.it_interval.tv_nsec = (long)(m->cfg.interval_ms % 1000) * 1000000L;
 	its.it_value = its.it_interval;
@@ -464,8 +477,9 @@ static void check_links(struct ispmon *m)
 
 static int run_loop(struct ispmon *m)
 {
-	struct pollfd pfd[2] = {{.fd = m->sig_fd, .events = POLLIN},
-				{.fd = m->timer_fd, .events = POLLIN}};
+	struct pollfd pfd[3] = {{.fd = m->sig_fd, .events = POLLIN},
+				{.fd = m->timer_fd, .events = POLLIN},
+				{.fd = m->fast_fd, .events = POLLIN}};
 	double last = now_s(CLOCK_MONOTONIC), last_link_check = last;
 
 	collect(m, &last);
@@ -473,7 +487,7 @@ static int run_loop(struct ispmon *m)
 		double t;
 
 		/* Wake at least twice a second to look after the interfaces. */
-		if (poll(pfd, 2, LINK_CHECK_MS) < 0) {
+		if (poll(pfd, 3, LINK_CHECK_MS) < 0) {
 			if (errno == EINTR)
 				continue;
 			return -errno;
@@ -489,6 +503,15 @@ static int run_loop(struct ispmon *m)
 			if (read(m->sig_fd, &si, sizeof(si)) == sizeof(si))
 				log_info("stopping", "signal=%s", strsignal((int)si.ssi_signo));
 			return 0;
+		}
+		if (pfd[2].revents) {
+			struct ispmon_dir_stats now[ISPMON_DIR_MAX];
+			uint64_t ticks;
+
+			/* Two per-CPU lookups: cheap enough ten times a second. */
+			if (read(m->fast_fd, &ticks, sizeof(ticks)) == sizeof(ticks) &&
+			    !linestats_read(&m->lines, now))
+				capacity_sample(m->capacity, now_s(CLOCK_MONOTONIC), now);
 		}
 		if (pfd[1].revents) {
 			uint64_t ticks;
@@ -525,12 +548,16 @@ static void teardown(struct ispmon *m)
 		close(m->sig_fd);
 	if (m->timer_fd >= 0)
 		close(m->timer_fd);
+	if (m->fast_fd >= 0)
+		close(m->fast_fd);
+	capacity_free(m->capacity);
+	m->capacity = NULL;
 	metrics_store_destroy(&m->store);
 }
 
 int main(int argc, char **argv)
 {
-	static struct ispmon m = {.sig_fd = -1, .timer_fd = -1,
+	static struct ispmon m = {.sig_fd = -1, .timer_fd = -1, .fast_fd = -1,
 				  .line_lock = PTHREAD_MUTEX_INITIALIZER};
 	char err_msg[256];
 	sigset_t set;
@@ -579,6 +606,8 @@ int main(int argc, char **argv)
 	if (!err)
 		err = rtt_setup(&m);
 	if (!err)
+		err = capacity_new(&m.capacity);
+	if (!err)
 		err = setup_fds(&m);
 	for (unsigned i = 0; !err && i < m.n_hooks; i++)
 		err = attach_hook(&m.hooks[i]);
@@ -599,6 +628,9 @@ int main(int argc, char **argv)
 	for (unsigned i = 1; i < m.n_hooks; i++)
 		m.report.lan_ifaces[m.report.n_lan++] = m.hooks[i].nif.name;
 	m.report.devices = m.devices;
+	m.report.capacity = m.capacity;
+	m.report.plan_Bps[0] = m.cfg.plan_Bps[0];
+	m.report.plan_Bps[1] = m.cfg.plan_Bps[1];
 	map_memory(&m);
 	log_info("serving metrics", "addr=%s interval_ms=%llu version=%s", m.cfg.listen.text,
 		 (unsigned long long)m.cfg.interval_ms, ISPMON_VERSION);

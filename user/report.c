@@ -207,6 +207,8 @@ void report_render(const struct report *r, struct mbuf *b)
 		}
 	}
 
+	if (r->capacity)
+		capacity_render(r->capacity, r->plan_Bps, b);
 	if (r->rtt)
 		render_rtt(r->rtt, b);
 	if (r->devices)

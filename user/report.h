@@ -8,6 +8,7 @@
 
 #include "flow.h"
 #include "metrics.h"
+#include "capacity.h"
 #include "config.h"
 #include "devices.h"
 #include "ping.h"
@@ -33,6 +34,8 @@ struct report {
 	const struct rtt_view *rtt; /* NULL until the first read */
 	const struct devices *devices; /* NULL without LAN interfaces */
 	struct speedtest *speed;       /* NULL: no speed tests */
+	const struct capacity *capacity;
+	double plan_Bps[ISPMON_DIR_MAX];
 	struct ping *ping;             /* NULL without ping probes */
 	/* LAN interfaces watched, besides iface. */
 	unsigned n_lan;

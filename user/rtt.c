@@ -27,6 +27,8 @@ struct rtt_reader {
 	double ring_t[RTT_WINDOW_SLOTS];
 	unsigned ring_n, ring_head;
 	double slot_s, last_slot_t;
+	struct rtt_hist prev_interval; /* total at the last interval median */
+	struct rtt_hist scratch;
 	/* Sweep totals. */
 	uint64_t expired, stale[ISPMON_M_MAX];
 };
@@ -262,6 +264,23 @@ int rtt_reader_sweep(struct rtt_reader *r, uint64_t now_ns)
 	}
 	update_evictions(&r->view.pending_evictions, in, out, r->view.pending_active);
 	return 0;
+}
+
+double rtt_reader_interval_median(struct rtt_reader *r, unsigned leg)
+{
+	struct rtt_hist *delta = &r->scratch;
+	double med;
+
+	memset(delta, 0, sizeof(*delta));
+	for (unsigned m = 0; m < ISPMON_M_MAX; m++) {
+		unsigned s = leg * ISPMON_M_MAX + m;
+
+		for (unsigned b = 0; b < ISPMON_RTT_BUCKETS; b++)
+			delta->b[0][b] += r->view.total.b[s][b] - r->prev_interval.b[s][b];
+	}
+	med = rtt_quantile(delta, 0, 0.5);
+	r->prev_interval = r->view.total;
+	return med;
 }
 
 double rtt_quantile(const struct rtt_hist *h, unsigned series, double q)

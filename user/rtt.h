@@ -43,6 +43,9 @@ int rtt_reader_new(const struct rtt_maps *maps, double window_slot_s,
 void rtt_reader_free(struct rtt_reader *r);
 /* Read the maps into the view; now_s is CLOCK_MONOTONIC seconds. */
 int rtt_reader_collect(struct rtt_reader *r, double now_s);
+/* Median of one leg's samples (all methods) since the previous call, in
+ * seconds; NaN when there were none. */
+double rtt_reader_interval_median(struct rtt_reader *r, unsigned leg);
 /* Delete idle flows and unanswered requests; count what is left. */
 int rtt_reader_sweep(struct rtt_reader *r, uint64_t now_ns);
 const struct rtt_view *rtt_reader_view(const struct rtt_reader *r);

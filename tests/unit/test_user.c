@@ -20,6 +20,7 @@
 #include "report.h"
 #include "rtt.h"
 #include "devices.h"
+#include "capacity.h"
 
 static int passed, failed;
 
@@ -670,6 +671,80 @@ static void test_devices_topn(void)
 	devices_free(d);
 }
 
+/* Feed one second of synthetic line traffic: `rate` L2 bytes/s of
+ * 1500-byte packets (payload 1448 each) in dir, ACKs the other way. */
+static void feed_second(struct capacity *c, struct ispmon_dir_stats s[2], double *t, int dir,
+			double rate, double rtt)
+{
+	for (int i = 0; i < 10; i++) {
+		uint64_t pkts = (uint64_t)(rate / 10 / 1500);
+
+		s[dir].bytes += pkts * 1500;
+		s[dir].packets += pkts;
+		s[dir].payload_bytes += pkts * 1448;
+		s[!dir].bytes += pkts / 2 * 66;
+		s[!dir].packets += pkts / 2;
+		*t += 0.1;
+		capacity_sample(c, *t, s);
+	}
+	capacity_interval(c, *t, rtt);
+}
+
+static void test_capacity(void)
+{
+	struct ispmon_dir_stats s[2] = {0};
+	struct capacity *c;
+	unsigned ev = 0;
+	double t = 0, est, idle, loaded, bloat;
+
+	check(!capacity_new(&c), "capacity estimator");
+	capacity_sample(c, t, s);
+	for (int i = 0; i < 10; i++)
+		feed_second(c, s, &t, 0, 2000, 0.040); /* idle, pings */
+	for (int i = 0; i < 20; i++)
+		feed_second(c, s, &t, 0, 250000, 0.0402); /* app-limited 2 Mbit/s, no queue */
+	est = capacity_estimate(c, ISPMON_DIR_DOWNLOAD, &ev);
+	check(isnan(est) && ev == 0, "steady app-limited traffic without a queue gives no estimate");
+	capacity_free(c);
+
+	/* A fresh line: idle, then saturated, then app-limited again. */
+	memset(s, 0, sizeof(s));
+	t = 0;
+	check(!capacity_new(&c), "capacity estimator, second line");
+	capacity_sample(c, t, s);
+	for (int i = 0; i < 10; i++)
+		feed_second(c, s, &t, 0, 2000, 0.040);
+	for (int i = 0; i < 10; i++)
+		feed_second(c, s, &t, 0, 2500000, 0.090); /* saturated: a queue of 50 ms */
+	est = capacity_estimate(c, ISPMON_DIR_DOWNLOAD, &ev);
+	check(fabs(est - 2500000.0 * 1448 / 1500) < 2500000 * 0.01 && ev == 10,
+	      "saturated intervals give the goodput (%.0f B/s, %u intervals)", est, ev);
+	check(isnan(capacity_estimate(c, ISPMON_DIR_UPLOAD, &ev)),
+	      "the ACK direction is not taken for saturated");
+	for (int i = 0; i < 10; i++)
+		feed_second(c, s, &t, 0, 250000, 0.040);
+	check(capacity_estimate(c, ISPMON_DIR_DOWNLOAD, NULL) == est,
+	      "app-limited traffic afterwards leaves the estimate unchanged");
+	bloat = capacity_bufferbloat(c, &idle, &loaded);
+	check(fabs(idle - 0.040) < 1e-9 && fabs(loaded - 0.090) < 1e-9 && fabs(bloat - 0.050) < 1e-9,
+	      "bufferbloat = loaded minus idle median (%.3f - %.3f)", loaded, idle);
+	check(!strcmp(capacity_grade(0.004), "A+") && !strcmp(capacity_grade(0.029), "A") &&
+		      !strcmp(capacity_grade(0.05), "B") && !strcmp(capacity_grade(0.1), "C") &&
+		      !strcmp(capacity_grade(0.3), "D") && !strcmp(capacity_grade(0.5), "F"),
+	      "grades: A+ < 5 ms, A < 30, B < 60, C < 200, D < 400, F");
+	capacity_free(c);
+	{
+		double v;
+
+		check(!parse_bitrate("100M", &v) && v == 100e6, "plan rate 100M = 100 Mbit/s");
+		check(!parse_bitrate("20Mbit", &v) && v == 20e6 && !parse_bitrate("512k", &v) &&
+			      v == 512e3 && !parse_bitrate("1.5Gbps", &v) && v == 1.5e9,
+		      "plan rate units");
+		check(parse_bitrate("fast", &v) && parse_bitrate("-1M", &v) && parse_bitrate("10MB", &v),
+		      "bad plan rates rejected");
+	}
+}
+
 int main(void)
 {
 	log_set_level(LOG_ERROR);
@@ -684,6 +759,7 @@ int main(void)
 	test_rtt_buckets();
 	test_rtt_quantile();
 	test_devices_topn();
+	test_capacity();
 	test_ping_wire();
 	test_ping_stats();
 	test_ping_loopback();
