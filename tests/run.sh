@@ -15,6 +15,7 @@ declare -A SUITES=(
 	[speedtest]="bash tests/test_speedtest.sh"
 	[e2e-speedtest]="bash tests/test_e2e_speedtest.sh"
 	[reattach]="bash tests/test_reattach.sh"
+	[devices]="bash tests/test_devices.sh"
 	[e2e-capacity]="bash tests/test_e2e_capacity.sh"
 	[cli]="bash tests/test_cli.sh"
 	[netlab]="bash tests/test_netlab.sh"
@@ -23,7 +24,7 @@ declare -A SUITES=(
 	[e2e-ping]="bash tests/test_e2e_ping.sh"
 	[lint]="bash tests/test_lint.sh"
 )
-ORDER=(unit-user unit-bpf unit-rtt unit-speedtest fuzz-tc lint cli netlab e2e e2e-rtt e2e-ping speedtest e2e-speedtest reattach e2e-capacity)
+ORDER=(unit-user unit-bpf unit-rtt unit-speedtest fuzz-tc lint cli netlab e2e e2e-rtt e2e-ping speedtest e2e-speedtest reattach devices e2e-capacity)
 SUITE_TIMEOUT=${SUITE_TIMEOUT:-900}
 
 selected=(${TESTS:-${ORDER[@]}})

@@ -27,6 +27,8 @@ static const char usage[] =
 	"  -i, --iface IF         WAN interface to watch (default: the default-route one)\n"
 	"      --lan-iface IF     LAN interface for per-device figures, repeatable (default: the\n"
 	"                         interfaces with private IPv4 or ULA IPv6 addresses)\n"
+	"      --leases FILE      DHCP leases (dnsmasq format) naming the devices (default:\n"
+	"                         /tmp/dhcp.leases or dnsmasq's, when present)\n"
 	"      --max-devices N    devices with their own labels, the rest are \"other\"\n"
 	"                         (default 32; 0 turns per-device metrics and LAN hooks off)\n"
 	"  -l, --listen ADDR:PORT address for /metrics (default " DEFAULT_LISTEN ", all addresses)\n"
@@ -216,7 +218,7 @@ enum {
 	OPT_SPEED_URL, OPT_SPEED_UPLOAD_URL, OPT_SPEED_INTERVAL, OPT_NO_SPEEDTEST,
 	OPT_SPEED_STREAMS, OPT_SPEED_MAX_TIME, OPT_SPEED_GRACE, OPT_SPEED_MAX_BYTES,
 	OPT_SPEED_BUDGET, OPT_SPEED_BUSY, OPT_SPEED_STATE, OPT_SPEED_FIRST,
-	OPT_PLAN_DOWN, OPT_PLAN_UP,
+	OPT_PLAN_DOWN, OPT_PLAN_UP, OPT_LEASES,
 };
 
 static const struct option long_opts[] = {
@@ -227,6 +229,7 @@ static const struct option long_opts[] = {
 	{"btf", required_argument, NULL, OPT_BTF},
 	{"lan-iface", required_argument, NULL, OPT_LAN_IFACE},
 	{"max-devices", required_argument, NULL, OPT_MAX_DEVICES},
+	{"leases", required_argument, NULL, OPT_LEASES},
 	{"ping-target", required_argument, NULL, OPT_PING_TARGET},
 	{"ping-interval", required_argument, NULL, OPT_PING_INTERVAL},
 	{"ping-timeout", required_argument, NULL, OPT_PING_TIMEOUT},
@@ -460,6 +463,9 @@ int config_parse(int argc, char **argv, struct config *cfg, char *err,
 			sp->busy_share = v;
 			break;
 		}
+		case OPT_LEASES:
+			cfg->leases = optarg;
+			break;
 		case OPT_PLAN_DOWN:
 		case OPT_PLAN_UP: {
 			double bits;

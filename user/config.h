@@ -26,6 +26,7 @@ struct config {
 	char lan_iface[CONFIG_MAX_LAN][IF_NAMESIZE];
 	unsigned n_lan;       /* 0: find them (interfaces with private addresses) */
 	unsigned max_devices; /* 0: no per-device metrics, no LAN hooks */
+	const char *leases;   /* DHCP leases file for device names, NULL: look */
 	struct listen_addr listen;
 	uint64_t interval_ms;
 	enum log_level log_level;

@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "rtt.h"
 
@@ -37,6 +39,11 @@ struct devices {
 	struct ispmon_dev_stats *pcpu;
 	int ncpu;
 	double last_slot;
+	/* host names by MAC, from the leases file */
+	struct lease { uint8_t mac[6]; char name[33]; } leases[DEVICES_TABLE_MAX];
+	unsigned n_leases;
+	char leases_path[256];
+	time_t leases_mtime;
 };
 
 int devices_new(unsigned max_devices, struct devices **out)
@@ -239,6 +246,87 @@ void devices_commit(struct devices *d, double now_s)
 	rerank(d);
 }
 
+static bool valid_name(const char *s)
+{
+	if (!*s || strlen(s) > 32 || !strcmp(s, "*"))
+		return false;
+	for (; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+		      (*s >= '0' && *s <= '9') || *s == '.' || *s == '-' || *s == '_'))
+			return false;
+	return true;
+}
+
+int devices_load_leases(struct devices *d, const char *path)
+{
+	char line[512], mac[32], name[128];
+	struct stat st;
+	FILE *f;
+
+	if (path && path != d->leases_path)
+		snprintf(d->leases_path, sizeof(d->leases_path), "%s", path);
+	if (!d->leases_path[0])
+		return 0;
+	if (stat(d->leases_path, &st))
+		return -errno;
+	if (st.st_mtime == d->leases_mtime && d->n_leases)
+		return 0;
+	f = fopen(d->leases_path, "r");
+	if (!f)
+		return -errno;
+	d->n_leases = 0;
+	while (fgets(line, sizeof(line), f) && d->n_leases < DEVICES_TABLE_MAX) {
+		struct lease *l = &d->leases[d->n_leases];
+		unsigned m[6];
+		bool dup = false;
+
+		if (sscanf(line, "%*s %31s %*s %127s", mac, name) != 2 ||
+		    sscanf(mac, "%2x:%2x:%2x:%2x:%2x:%2x", &m[0], &m[1], &m[2], &m[3], &m[4],
+			   &m[5]) != 6 ||
+		    !valid_name(name))
+			continue;
+		for (int i = 0; i < 6; i++)
+			l->mac[i] = (uint8_t)m[i];
+		/* Two devices calling themselves the same: label neither. */
+		for (unsigned i = 0; i < d->n_leases; i++)
+			if (!strcmp(d->leases[i].name, name)) {
+				d->leases[i].name[0] = 0;
+				dup = true;
+			}
+		if (dup)
+			continue;
+		/* valid_name() allowed at most 32 characters. */
+		memcpy(l->name, name, strnlen(name, sizeof(l->name) - 1));
+		l->name[strnlen(name, sizeof(l->name) - 1)] = 0;
+		d->n_leases++;
+	}
+	fclose(f);
+	d->leases_mtime = st.st_mtime;
+	return 0;
+}
+
+const char *devices_find_leases(void)
+{
+	static const char *const paths[] = {"/tmp/dhcp.leases", "/var/lib/misc/dnsmasq.leases",
+					    "/var/lib/dnsmasq/dnsmasq.leases"};
+
+	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++)
+		if (!access(paths[i], R_OK))
+			return paths[i];
+	return NULL;
+}
+
+void devices_name(const struct devices *d, const struct ispmon_dev_key *k, char *buf, size_t len)
+{
+	if (k->family == 0)
+		for (unsigned i = 0; i < d->n_leases; i++)
+			if (d->leases[i].name[0] && !memcmp(d->leases[i].mac, k->addr, 6)) {
+				snprintf(buf, len, "%s", d->leases[i].name);
+				return;
+			}
+	devices_label(k, buf, len);
+}
+
 void devices_label(const struct ispmon_dev_key *k, char *buf, size_t len)
 {
 	if (k->family == 0)
@@ -290,7 +378,7 @@ void devices_render(const struct devices *d, struct mbuf *b)
 		stats_add(&tot, &e->last);
 		if (!e->exported)
 			continue;
-		devices_label(&e->key, label, sizeof(label));
+		devices_name(d, &e->key, label, sizeof(label));
 		for (int k = 0; k < ISPMON_DIR_MAX; k++)
 			mbuf_printf(b, "ispmon_device_bytes_total{device=\"%s\",direction=\"%s\"} %llu\n",
 				    label, dirs[k], (unsigned long long)tot.bytes[k]);
@@ -308,7 +396,7 @@ void devices_render(const struct devices *d, struct mbuf *b)
 		if (!e->exported)
 			continue;
 		stats_add(&tot, &e->last);
-		devices_label(&e->key, label, sizeof(label));
+		devices_name(d, &e->key, label, sizeof(label));
 		for (int k = 0; k < ISPMON_DIR_MAX; k++)
 			mbuf_printf(b, "ispmon_device_packets_total{device=\"%s\",direction=\"%s\"} %llu\n",
 				    label, dirs[k], (unsigned long long)tot.packets[k]);
@@ -330,7 +418,7 @@ void devices_render(const struct devices *d, struct mbuf *b)
 		if (!e->exported)
 			continue;
 		stats_add(&tot, &e->last);
-		devices_label(&e->key, label, sizeof(label));
+		devices_name(d, &e->key, label, sizeof(label));
 		for (int l = 0; l < ISPMON_LEG_MAX; l++) {
 			double med = dev_median(e, &tot, l);
 
@@ -352,15 +440,20 @@ void devices_render(const struct devices *d, struct mbuf *b)
 
 		if (!e->exported)
 			continue;
-		devices_label(&e->key, label, sizeof(label));
+		devices_name(d, &e->key, label, sizeof(label));
 		v4[0] = v6[0] = 0;
 		if (e->last.ipv4)
 			inet_ntop(AF_INET, &e->last.ipv4, v4, sizeof(v4));
 		memcpy(&a6, e->last.ipv6, sizeof(a6));
 		if (!IN6_IS_ADDR_UNSPECIFIED(&a6))
 			inet_ntop(AF_INET6, &a6, v6, sizeof(v6));
-		mbuf_printf(b, "ispmon_device_info{device=\"%s\",ipv4=\"%s\",ipv6=\"%s\"} 1\n",
-			    label, v4, v6);
+		{
+			char mac[64];
+
+			devices_label(&e->key, mac, sizeof(mac));
+			mbuf_printf(b, "ispmon_device_info{device=\"%s\",mac=\"%s\",ipv4=\"%s\",ipv6=\"%s\"} 1\n",
+				    label, e->key.family == 0 ? mac : "", v4, v6);
+		}
 	}
 	prom_header(b, "ispmon_devices_seen", "gauge", "LAN devices seen since start (labelled or in other).");
 	prom_u64(b, "ispmon_devices_seen", NULL, d->n);

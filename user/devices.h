@@ -38,4 +38,16 @@ unsigned devices_count(const struct devices *d);
 /* Label for a device key: MAC "aa:bb:cc:dd:ee:ff" or its IP address. */
 void devices_label(const struct ispmon_dev_key *k, char *buf, size_t len);
 
+/*
+ * Names from a DHCP leases file, dnsmasq format ("expiry mac ip name id",
+ * also OpenWrt's /tmp/dhcp.leases): a device whose MAC has a lease is
+ * labelled by its host name (letters, digits, '.', '-', '_'; a name two
+ * devices share is not used). Re-read when the file changes. 0 or -errno.
+ */
+int devices_load_leases(struct devices *d, const char *path);
+/* The first leases file found at the usual places, or NULL. */
+const char *devices_find_leases(void);
+/* A name's label; the MAC when there is no usable name. */
+void devices_name(const struct devices *d, const struct ispmon_dev_key *k, char *buf, size_t len);
+
 #endif

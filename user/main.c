@@ -314,6 +314,8 @@ static void collect(struct ispmon *m, double *last)
 		devices_commit(m->devices, t);
 	}
 	if (t - m->last_sweep >= SWEEP_INTERVAL_S) {
+		if (m->devices)
+			devices_load_leases(m->devices, NULL); /* re-read if changed */
 		rtt_reader_sweep(m->rtt, (uint64_t)(t * 1e9));
 		m->last_sweep = t;
 	}
@@ -601,8 +603,19 @@ int main(int argc, char **argv)
 		err = load_hook(&m, &m.hooks[i]);
 	if (!err)
 		err = linestats_init(&m.lines, bpf_map__fd(m.hooks[0].skel->maps.dir_stats));
-	if (!err && m.n_hooks > 1)
+	if (!err && m.n_hooks > 1) {
 		err = devices_new(m.cfg.max_devices, &m.devices);
+		if (!err) {
+			const char *leases = m.cfg.leases ? m.cfg.leases : devices_find_leases();
+			int lerr = leases ? devices_load_leases(m.devices, leases) : 0;
+
+			if (lerr)
+				log_warn("cannot read the leases file: devices keep their MAC labels",
+					 "path=%s err=\"%s\"", leases, strerror(-lerr));
+			else if (leases)
+				log_info("device names", "leases=%s", leases);
+		}
+	}
 	if (!err)
 		err = rtt_setup(&m);
 	if (!err)

@@ -668,6 +668,29 @@ static void test_devices_topn(void)
 		mbuf_free(&b);
 	}
 	check(mono && other_prev > 0, "\"other\" only grows while the ranking changes (%lld)", other_prev);
+	{
+		char path[] = "/tmp/ispmon-leases-XXXXXX", name[64];
+		int fd = mkstemp(path);
+		FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+
+		if (f) {
+			fputs("1700000000 02:00:00:00:00:01 192.0.2.11 laptop 01:02\n"
+			      "1700000000 02:00:00:00:00:02 192.0.2.12 bad\"name *\n"
+			      "garbage line\n"
+			      "1700000000 02:00:00:00:00:03 192.0.2.13 twin *\n"
+			      "1700000000 02:00:00:00:00:04 192.0.2.14 twin *\n", f);
+			fclose(f);
+		}
+		check(f && !devices_load_leases(d, path), "leases file read");
+		devices_name(d, &k[0], name, sizeof(name));
+		check(!strcmp(name, "laptop"), "a device with a lease is named by it (%s)", name);
+		devices_name(d, &k[1], name, sizeof(name));
+		check(!strcmp(name, "02:00:00:00:00:02"), "a name with odd characters is not used (%s)", name);
+		devices_name(d, &k[2], name, sizeof(name));
+		check(!strcmp(name, "02:00:00:00:00:03"), "a name two devices share is not used (%s)", name);
+		check(devices_load_leases(d, "/nonexistent/leases") == -ENOENT, "a missing leases file is an error");
+		unlink(path);
+	}
 	devices_free(d);
 }
 
