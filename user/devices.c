@@ -23,6 +23,8 @@ struct dev_entry {
 	struct ispmon_dev_stats now, last, base;
 	bool seen;     /* read this round */
 	bool exported; /* has its own label */
+	/* rate over the last commit interval, bytes/s per direction */
+	double rate[ISPMON_DIR_MAX];
 	/* totals at the last commit, for what to add to "other" */
 	uint64_t folded_bytes[ISPMON_DIR_MAX], folded_packets[ISPMON_DIR_MAX];
 	/* RTT window: histogram totals at the last two slot boundaries. */
@@ -38,7 +40,7 @@ struct devices {
 	bool have_other;
 	struct ispmon_dev_stats *pcpu;
 	int ncpu;
-	double last_slot;
+	double last_slot, last_commit;
 	/* host names by MAC, from the leases file */
 	struct lease { uint8_t mac[6]; char name[33]; } leases[DEVICES_TABLE_MAX];
 	unsigned n_leases;
@@ -234,6 +236,9 @@ void devices_commit(struct devices *d, double now_s)
 			uint64_t b = e->base.bytes[k] + e->last.bytes[k];
 			uint64_t p = e->base.packets[k] + e->last.packets[k];
 
+			if (d->last_commit > 0 && now_s > d->last_commit && b >= e->folded_bytes[k])
+				e->rate[k] = (double)(b - e->folded_bytes[k]) / (now_s - d->last_commit);
+
 			if (!e->exported && (b > e->folded_bytes[k] || p > e->folded_packets[k])) {
 				d->other_bytes[k] += b - e->folded_bytes[k];
 				d->other_packets[k] += p - e->folded_packets[k];
@@ -243,6 +248,7 @@ void devices_commit(struct devices *d, double now_s)
 			e->folded_packets[k] = p;
 		}
 	}
+	d->last_commit = now_s;
 	rerank(d);
 }
 
@@ -405,6 +411,19 @@ void devices_render(const struct devices *d, struct mbuf *b)
 		for (int k = 0; k < ISPMON_DIR_MAX; k++)
 			mbuf_printf(b, "ispmon_device_packets_total{device=\"other\",direction=\"%s\"} %llu\n",
 				    dirs[k], (unsigned long long)d->other_packets[k]);
+
+	prom_header(b, "ispmon_device_throughput_bytes_per_second", "gauge",
+		    "A LAN device's rate over the last collection interval.");
+	for (unsigned i = 0; i < d->n; i++) {
+		const struct dev_entry *e = &d->tab[i];
+
+		if (!e->exported)
+			continue;
+		devices_name(d, &e->key, label, sizeof(label));
+		for (int k = 0; k < ISPMON_DIR_MAX; k++)
+			mbuf_printf(b, "ispmon_device_throughput_bytes_per_second{device=\"%s\",direction=\"%s\"} %.1f\n",
+				    label, dirs[k], e->rate[k]);
+	}
 
 	prom_header(b, "ispmon_device_rtt_seconds_total", "counter",
 		    "Sum of a device's passive RTT samples by leg (divide its rate by the samples' rate for the mean).");
