@@ -11,6 +11,8 @@ PKGS=(
 	# tests: testbed, traffic, metric checks
 	iproute2 nftables ethtool iperf3 curl iputils-ping procps psmisc
 	prometheus
+	# operations stack: rules/alerts (promtool, amtool), dashboards and compose checks
+	prometheus-alertmanager jq yq docker-compose
 	# lint
 	cppcheck
 )

@@ -6,6 +6,10 @@
 //                         reply "received=N crc32=XXXXXXXX"
 //   GET /status/CODE      reply with that status code
 //   GET /                 "ok" (readiness checks)
+//   POST /webhook         with --sink FILE: append the body (Content-Length,
+//                         at most 1 MiB) and a newline to FILE, reply "ok";
+//                         a stand-in for an alert receiver (Alertmanager's
+//                         webhook_configs), one JSON document per line
 // Misbehaviour on purpose (speed-test fault tests):
 //   GET /redirect-loop    302 to itself, forever
 //   GET /stall            200 with Content-Length 1 GiB, then not a byte (the
@@ -47,13 +51,16 @@
 #define ABORT_CONN (-1) /* serve(): reset the connection, no reply */
 
 static const char usage_text[] =
-	"usage: httpd --listen ADDR:PORT [--listen ADDR:PORT ...] [--quiet]\n"
+	"usage: httpd --listen ADDR:PORT [--listen ADDR:PORT ...] [--quiet] [--sink FILE]\n"
 	"       httpd --gen N        write the N-byte test pattern to stdout\n"
 	"       httpd --crc32 FILE   print the crc32 of FILE ('-' = stdin) as 8 hex digits\n"
 	"ADDR is IPv4 (203.0.113.10:8080) or bracketed IPv6 ([2001:db8::1]:8080);\n"
-	"[::]:PORT serves both families.\n";
+	"[::]:PORT serves both families. --sink FILE: POST /webhook bodies are\n"
+	"appended to FILE, one per line.\n";
 
 static int quiet;
+static const char *sink_path; /* --sink: where POST /webhook bodies go */
+#define SINK_MAX (1 << 20)
 
 /* The pattern: 8-byte little-endian words, word i = splitmix64(i). Any prefix
  * of a longer stream equals a shorter stream, so --gen N checks /bytes/N. */
@@ -174,6 +181,22 @@ static int read_body(struct conn *c, uint64_t n, uint64_t *count, uLong *crc)
 		*crc = crc32(*crc, (const Bytef *)c->buf + c->pos, (uInt)take);
 		c->pos += take;
 		*count += take;
+		n -= take;
+	}
+	return 0;
+}
+
+/* Read exactly n body bytes into out. */
+static int read_body_into(struct conn *c, size_t n, char *out)
+{
+	while (n) {
+		if (c->pos == c->end && fill(c) <= 0)
+			return -1;
+		size_t avail = c->end - c->pos;
+		size_t take = n < avail ? n : avail;
+		memcpy(out, c->buf + c->pos, take);
+		c->pos += take;
+		out += take;
 		n -= take;
 	}
 	return 0;
@@ -358,6 +381,37 @@ static int serve(struct conn *c, char *method, char *target, uint64_t *sent)
 		read_body(c, want, &count, &crc); /* whatever arrives within 1 s */
 		*sent = count;
 		return ABORT_CONN;
+	}
+	if (!strcmp(path, "/webhook")) {
+		if (!is_post)
+			return reply(c->fd, 405, "use POST or PUT\n"), 405;
+		if (!sink_path)
+			return reply(c->fd, 404, "no --sink given\n"), 404;
+		if (chunked || !has_clen)
+			return reply(c->fd, 411, "need Content-Length\n"), 411;
+		if (clen > SINK_MAX)
+			return reply(c->fd, 413, "body over 1 MiB\n"), 413;
+		static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+		if (expect && write_all(c->fd, cont, sizeof(cont) - 1) < 0)
+			return 0;
+		char *body = malloc((size_t)clen + 1);
+		if (!body)
+			return reply(c->fd, 500, "out of memory\n"), 500;
+		if (read_body_into(c, (size_t)clen, body) < 0) {
+			free(body);
+			return reply(c->fd, 400, "truncated body\n"), 400;
+		}
+		body[clen] = '\n';
+		/* One write with O_APPEND: concurrent children never interleave. */
+		int fd = open(sink_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+		int r = fd < 0 ? -1 : write_all(fd, body, (size_t)clen + 1);
+		if (fd >= 0)
+			close(fd);
+		free(body);
+		*sent = clen;
+		if (r < 0)
+			return reply(c->fd, 500, "cannot write the sink file\n"), 500;
+		return reply(c->fd, 200, "ok\n"), 200;
 	}
 	if (!strcmp(path, "/upload")) {
 		if (strcmp(method, "POST") && strcmp(method, "PUT"))
@@ -548,6 +602,8 @@ int main(int argc, char **argv)
 				return 1;
 			}
 			return 0;
+		} else if (i + 1 < argc && !strcmp(argv[i], "--sink")) {
+			sink_path = argv[++i];
 		} else if (i + 1 < argc && !strcmp(argv[i], "--crc32")) {
 			return cmd_crc32(argv[i + 1]);
 		} else if (i + 1 < argc && !strcmp(argv[i], "--listen")) {
