@@ -23,8 +23,11 @@ declare -A SUITES=(
 	[e2e-rtt]="bash tests/test_e2e_rtt.sh"
 	[e2e-ping]="bash tests/test_e2e_ping.sh"
 	[lint]="bash tests/test_lint.sh"
+	[ops]="bash tests/test_ops.sh"
+	[e2e-ops]="bash tests/test_e2e_ops.sh"
+	[arm64]="bash tests/test_arm64.sh"
 )
-ORDER=(unit-user unit-bpf unit-rtt unit-speedtest fuzz-tc lint cli netlab e2e e2e-rtt e2e-ping speedtest e2e-speedtest reattach devices e2e-capacity)
+ORDER=(unit-user unit-bpf unit-rtt unit-speedtest fuzz-tc lint cli netlab e2e e2e-rtt e2e-ping speedtest e2e-speedtest reattach devices e2e-capacity ops e2e-ops arm64)
 SUITE_TIMEOUT=${SUITE_TIMEOUT:-900}
 
 selected=(${TESTS:-${ORDER[@]}})
