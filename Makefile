@@ -198,8 +198,10 @@ FUZZ_CFLAGS     := -g -O1 -std=gnu11 -D_GNU_SOURCE -Wall -Wno-unused-parameter \
                    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
                    -fno-omit-frame-pointer -I $(OUT) -I headers -I user \
                    -DISPMON_VERSION='"$(VERSION)"'
-# What the parsers under test need (no BPF, no main).
-FUZZ_USER_SRCS  := user/config.c user/log.c user/metrics.c user/ping.c user/speedtest.c user/netif.c
+# What the parsers under test need (no main; devices.c and rtt.c for the
+# leases file).
+FUZZ_USER_SRCS  := user/config.c user/log.c user/metrics.c user/ping.c user/speedtest.c user/netif.c \
+                   user/devices.c user/rtt.c
 FUZZ_SRCS       := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZERS         := $(patsubst tests/fuzz/%.c,$(FUZZ_OUT)/%,$(FUZZ_SRCS))
 
@@ -224,8 +226,10 @@ $(FUZZ_OUT)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_USER_SRCS) $(wildcard user/*.h) |
 
 fuzzers: $(FUZZERS)
 
-$(OUT)/tests/test_churn: tests/unit/test_churn.c tests/unit/pkt.h user/rtt.c user/rtt.h $(SKELS) headers/flow.h | $(OUT)/tests
-	$(CC) $(CFLAGS) $(SAN_FLAGS) $< user/rtt.c -o $@ $(LDLIBS)
+CHURN_SRCS      := user/rtt.c user/devices.c user/metrics.c user/log.c
+
+$(OUT)/tests/test_churn: tests/unit/test_churn.c tests/unit/pkt.h $(CHURN_SRCS) $(wildcard user/*.h) $(SKELS) headers/flow.h | $(OUT)/tests
+	$(CC) $(CFLAGS) $(SAN_FLAGS) $< $(CHURN_SRCS) -o $@ $(LDLIBS)
 
 $(OUT)/tests/httpload: tests/tools/httpload.c | $(OUT)/tests
 	$(CC) $(CFLAGS) $< -o $@ -lpthread -lm

@@ -15,6 +15,8 @@ PKGS=(
 	prometheus-alertmanager jq yq docker-compose
 	# lint
 	cppcheck
+	# tests: sanitizers, valgrind, libFuzzer (clang -fsanitize=fuzzer)
+	valgrind libclang-rt-14-dev
 )
 
 missing=()

@@ -26,8 +26,12 @@ declare -A SUITES=(
 	[ops]="bash tests/test_ops.sh"
 	[e2e-ops]="bash tests/test_e2e_ops.sh"
 	[arm64]="bash tests/test_arm64.sh"
+	[churn]="build/tests/test_churn"
+	[stress]="bash tests/test_stress.sh"
+	[sanitize]="bash tests/test_sanitize.sh"
+	[fuzz-user]="bash tests/test_fuzz_user.sh"
 )
-ORDER=(unit-user unit-bpf unit-rtt unit-speedtest fuzz-tc lint cli netlab e2e e2e-rtt e2e-ping speedtest e2e-speedtest reattach devices e2e-capacity ops e2e-ops arm64)
+ORDER=(unit-user unit-bpf unit-rtt unit-speedtest fuzz-tc churn lint cli netlab e2e e2e-rtt e2e-ping speedtest e2e-speedtest reattach devices e2e-capacity ops e2e-ops arm64 stress sanitize fuzz-user)
 SUITE_TIMEOUT=${SUITE_TIMEOUT:-900}
 
 selected=(${TESTS:-${ORDER[@]}})

@@ -275,7 +275,7 @@ int config_parse(int argc, char **argv, struct config *cfg, char *err,
 	speedtest_config_defaults(sp);
 	parse_listen(DEFAULT_LISTEN, &cfg->listen);
 
-	optind = 1;
+	optind = 0; /* 0, not 1: also resets glibc's state from an earlier parse */
 	opterr = 0; /* we report errors ourselves, in one line */
 	while ((c = getopt_long(argc, argv, ":i:l:n:hV", long_opts, NULL)) != -1) {
 		switch (c) {

@@ -22,6 +22,7 @@ struct dev_entry {
 	 * previous one, and what earlier evicted incarnations had counted. */
 	struct ispmon_dev_stats now, last, base;
 	bool seen;     /* read this round */
+	unsigned read_pass; /* the last devices_read() walk that read it */
 	bool exported; /* has its own label */
 	/* rate over the last commit interval, bytes/s per direction */
 	double rate[ISPMON_DIR_MAX];
@@ -40,6 +41,7 @@ struct devices {
 	bool have_other;
 	struct ispmon_dev_stats *pcpu;
 	int ncpu;
+	unsigned pass; /* devices_read() walks so far */
 	double last_slot, last_commit;
 	/* host names by MAC, from the leases file */
 	struct lease { uint8_t mac[6]; char name[33]; } leases[DEVICES_TABLE_MAX];
@@ -136,17 +138,29 @@ int devices_read(struct devices *d, int map_fd)
 {
 	struct ispmon_dev_key key, next;
 	void *prev = NULL;
+	unsigned steps = 0;
 
-	while (!bpf_map_get_next_key(map_fd, prev, &next)) {
+	d->pass++;
+	/* An entry evicted under the walk makes the kernel start it over
+	 * from the first key: keys already read come again. Take each once
+	 * (and bound the walk). */
+	while (!bpf_map_get_next_key(map_fd, prev, &next) && steps++ < 4 * DEVICES_TABLE_MAX) {
 		struct ispmon_dev_stats sum = {0};
+		struct dev_entry *e;
 
 		key = next;
 		prev = &key;
+		e = find(d, &key);
+		if (e && e->read_pass == d->pass)
+			continue;
 		if (bpf_map_lookup_elem(map_fd, &key, d->pcpu))
 			continue; /* evicted meanwhile */
 		for (int c = 0; c < d->ncpu; c++)
 			stats_add(&sum, &d->pcpu[c]);
 		devices_ingest(d, &key, &sum);
+		e = find(d, &key);
+		if (e)
+			e->read_pass = d->pass;
 	}
 	return 0;
 }
@@ -227,8 +241,10 @@ void devices_commit(struct devices *d, double now_s)
 	if (new_slot)
 		d->last_slot = now_s;
 
-	/* Traffic since the last commit of devices outside the top-N goes to
-	 * "other" before the ranking changes who is outside. */
+	/* Rank first: a device labelled from now on has its whole total in
+	 * its own series, so none of it may go to "other" as well. Traffic
+	 * since the last commit of devices outside the top-N goes to "other". */
+	rerank(d);
 	for (unsigned i = 0; i < d->n; i++) {
 		struct dev_entry *e = &d->tab[i];
 
@@ -249,12 +265,12 @@ void devices_commit(struct devices *d, double now_s)
 		}
 	}
 	d->last_commit = now_s;
-	rerank(d);
 }
 
 static bool valid_name(const char *s)
 {
-	if (!*s || strlen(s) > 32 || !strcmp(s, "*"))
+	/* "other" is the label of everything outside the top-N. */
+	if (!*s || strlen(s) > 32 || !strcmp(s, "*") || !strcmp(s, "other"))
 		return false;
 	for (; *s; s++)
 		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||

@@ -1,6 +1,7 @@
 #include "http.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -62,18 +63,39 @@ static enum MHD_Result text_reply(struct MHD_Connection *conn, unsigned status,
 		     strlen(msg), MHD_RESPMEM_PERSISTENT);
 }
 
+/* The signature is libmicrohttpd's. */
 static enum MHD_Result handle(void *cls, struct MHD_Connection *conn,
 			      const char *url, const char *method,
 			      const char *version, const char *upload_data,
+			      // cppcheck-suppress constParameter
 			      size_t *upload_data_size, void **con_cls)
 {
 	struct http_server *srv = cls;
+	bool body = *upload_data_size != 0;
 
-	/* Requests carry no body we want: refuse one rather than buffer it. */
-	if (*upload_data_size)
-		return text_reply(conn, MHD_HTTP_CONTENT_TOO_LARGE, "no request body expected\n");
+	/*
+	 * The first call has the headers only. libmicrohttpd takes an answer
+	 * given then as "early" and closes the connection after it: no
+	 * keep-alive for any scrape. So a request without a body is answered
+	 * on the second call; one with a body (none is wanted) is refused at
+	 * once, unread, and its connection closed.
+	 */
+	if (!*con_cls) {
+		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+							     MHD_HTTP_HEADER_CONTENT_LENGTH);
+
+		*con_cls = srv;
+		body = (cl && strcmp(cl, "0")) ||
+		       MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+						   MHD_HTTP_HEADER_TRANSFER_ENCODING);
+		if (!body)
+			return MHD_YES;
+	}
 	if (strcmp(method, MHD_HTTP_METHOD_GET) && strcmp(method, MHD_HTTP_METHOD_HEAD))
 		return text_reply(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n");
+	/* Requests carry no body we want: refuse one rather than buffer it. */
+	if (body)
+		return text_reply(conn, MHD_HTTP_CONTENT_TOO_LARGE, "no request body expected\n");
 
 	if (!strcmp(url, "/metrics")) {
 		char *text;
@@ -124,7 +146,7 @@ static int listen_socket(const struct listen_addr *addr)
 	if (sa->sa_family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, addr->any ? &zero : &one,
 			   sizeof(int));
-	if (bind(fd, sa, len) || listen(fd, 64)) {
+	if (bind(fd, sa, len) || listen(fd, SOMAXCONN)) {
 		int err = -errno;
 		close(fd);
 		return err;

@@ -1,0 +1,203 @@
+/*
+ * libFuzzer: HTTP request handling. ispmon's own web server (user/http.c
+ * on libmicrohttpd, its internal thread, the bounds ispmon sets) runs in
+ * this process on 127.0.0.1 (the first free port from 18090; run it in a
+ * network namespace of its own); each input is sent as the raw bytes of
+ * one connection ("\r\n\r\n" added when it has none), then the write
+ * side is closed and the answer read.
+ *   - whatever it answers starts with an HTTP/1.x status line, and an
+ *     answer that begins ends within 3 s (a whole Content-Length body, or
+ *     the server closes)
+ *   - every 256 inputs, a plain GET /metrics still gets the page (the
+ *     server survived and kept serving)
+ * Crashes and sanitizer reports in ispmon's handler (and anything it
+ * hands libmicrohttpd) are caught as usual.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "http.h"
+#include "log.h"
+#include "metrics.h"
+
+#define PAGE "# HELP ispmon_build_info fuzz\n# TYPE ispmon_build_info gauge\n" \
+	     "ispmon_build_info{version=\"fuzz\"} 1\n"
+
+static struct metrics_store store;
+static struct http_server *srv;
+static struct sockaddr_in addr;
+static unsigned long inputs;
+
+static void fail(const char *what)
+{
+	fprintf(stderr, "fuzz_http: %s\n", what);
+	abort();
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	struct listen_addr la;
+	struct mbuf b;
+	char text[32];
+
+	log_set_level(LOG_ERROR);
+	if (metrics_store_init(&store))
+		fail("metrics_store_init");
+	mbuf_init(&b);
+	mbuf_printf(&b, "%s", PAGE);
+	for (int i = 0; i < 200; i++)
+		mbuf_printf(&b, "ispmon_fuzz_filler{n=\"%d\"} %d\n", i, i);
+	metrics_store_publish(&store, &b);
+	for (int port = 18090; port < 18190 && !srv; port++) {
+		snprintf(text, sizeof(text), "127.0.0.1:%d", port);
+		if (parse_listen(text, &la))
+			fail("parse_listen");
+		if (!http_server_start(&la, &store, &srv))
+			addr = *(struct sockaddr_in *)&la.ss;
+	}
+	if (!srv)
+		fail("no free port in 18090..18189 for the server");
+	fprintf(stderr, "fuzz_http: serving on 127.0.0.1:%u\n", ntohs(addr.sin_port));
+	return 0;
+}
+
+/* Close with a reset: the server frees the slot at once (a plain FIN in
+ * the middle of a request leaves it waiting for its 10 s timeout). */
+static void abort_close(int fd)
+{
+	struct linger lg = {.l_onoff = 1, .l_linger = 0};
+
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(fd);
+}
+
+/* Length of a whole response in out[0..got), or 0 if not all there yet. */
+static size_t response_len(const char *out, size_t got)
+{
+	const char *end = memmem(out, got, "\r\n\r\n", 4), *cl;
+	size_t head;
+
+	if (!end)
+		return 0;
+	head = (size_t)(end - out) + 4;
+	cl = memmem(out, head, "\r\nContent-Length: ", 18);
+	if (!cl)
+		return 0; /* no length: read to EOF */
+	return head + strtoul(cl + 18, NULL, 10) <= got ? head + strtoul(cl + 18, NULL, 10) : 0;
+}
+
+/*
+ * Send req (the server may cut it short), close our write side, then read
+ * the answer: up to a whole response (Content-Length) or EOF. Nothing in
+ * 20 ms: the request is incomplete (the server waits for more), and the
+ * connection is reset. Returns the bytes read into out (up to
+ * cap - 1, NUL-terminated), or -1 if an answer began but did not end
+ * within 3 s.
+ */
+static ssize_t exchange(const uint8_t *req, size_t n, char *out, size_t cap)
+{
+	double start = now_s();
+	size_t got = 0, sent = 0;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		fail("socket");
+	if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)))
+		fail("connect: the server is gone");
+	while (sent < n && now_s() < start + 1) {
+		struct pollfd p = {.fd = fd, .events = POLLOUT};
+		ssize_t w;
+
+		if (poll(&p, 1, 100) <= 0)
+			continue;
+		w = send(fd, req + sent, n - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (w < 0 && (errno == EAGAIN || errno == EINTR))
+			continue;
+		if (w <= 0)
+			break; /* the server closed early: fine */
+		sent += (size_t)w;
+	}
+	shutdown(fd, SHUT_WR);
+	start = now_s();
+	for (;;) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		double left = (got ? 3.0 : 0.02) - (now_s() - start);
+		ssize_t r;
+
+		if (left <= 0) {
+			abort_close(fd);
+			if (got)
+				return -1;
+			out[0] = 0;
+			return 0;
+		}
+		if (poll(&p, 1, (int)(left * 1000) + 1) <= 0)
+			continue;
+		if (got + 1 >= cap) {
+			char sink[4096];
+
+			r = recv(fd, sink, sizeof(sink), 0);
+		} else {
+			r = recv(fd, out + got, cap - 1 - got, 0);
+			if (r > 0)
+				got += (size_t)r;
+		}
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0 || (got && response_len(out, got)))
+			break;
+	}
+	out[got] = 0;
+	abort_close(fd);
+	return (ssize_t)got;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static char out[65536];
+	static const char plain[] = "GET /metrics HTTP/1.0\r\n\r\n";
+	uint8_t *req = malloc(size + 4);
+	ssize_t n;
+
+	if (!req)
+		return 0;
+	/* Headers without their end only wait for the server's timeout:
+	 * end them, so that most inputs get an answer (a request left
+	 * incomplete on purpose still can, e.g. "\r\n\r" at the end). */
+	memcpy(req, data, size);
+	if (!memmem(data, size, "\r\n\r\n", 4)) {
+		memcpy(req + size, "\r\n\r\n", 4);
+		size += 4;
+	}
+	n = exchange(req, size, out, sizeof(out));
+	free(req);
+	if (n < 0)
+		fail("an answer began but did not end within 3 s");
+	if (n > 0 && (n < 12 || strncmp(out, "HTTP/1.", 7) || out[8] != ' '))
+		fail("an answer without an HTTP/1.x status line");
+	if (++inputs % 256 == 0) {
+		n = exchange((const uint8_t *)plain, sizeof(plain) - 1, out, sizeof(out));
+		if (n < 12 || strncmp(out + 9, "200", 3) ||
+		    !strstr(out, "ispmon_build_info{version=\"fuzz\"} 1"))
+			fail("a plain GET /metrics no longer gets the page");
+	}
+	return 0;
+}
