@@ -73,6 +73,14 @@ for rate in 20 50; do
 		scrape
 		est=$(val "ispmon_passive_capacity_bytes_per_second{direction=\"$dir\"}")
 		ev=$(val "ispmon_passive_capacity_saturated_intervals{direction=\"$dir\"}")
+		peak=$(val "ispmon_passive_throughput_peak_bytes_per_second{direction=\"$dir\"}")
+		# Downloads reach the router through the bottleneck: their peak is
+		# the line rate. Uploads are seen before it, with the sender's
+		# bursts on top (up to twice the line rate here): at least the rate.
+		hi=1.5
+		[ $dir = upload ] && hi=3
+		check "$rate Mbit/s $dir: 100 ms peak ${peak:-none} B/s at 0.85-${hi}x the shaped L2 rate" \
+			awk -v p="${peak:-0}" -v r="$((rate * 125000))" -v h=$hi 'BEGIN { exit !(p >= 0.85 * r && p <= h * r) }'
 		check "$rate Mbit/s $dir: estimate ${est:-unset} B/s vs iperf3 goodput ${truth:-?} B/s within 5% (${ev:-0} saturated intervals)" \
 			rel_near "${est:-0}" "${truth:-1}" 0.05
 		idle_pings 4

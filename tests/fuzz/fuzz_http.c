@@ -144,8 +144,15 @@ static ssize_t exchange(const uint8_t *req, size_t n, char *out, size_t cap)
 
 		if (left <= 0) {
 			abort_close(fd);
-			if (got)
+			/* A complete header block is an answer: a kept-alive
+			 * connection after a HEAD (Content-Length, no body) or
+			 * before a pipelined request stays open, it is not stuck. */
+			if (got && !memmem(out, got, "\r\n\r\n", 4))
 				return -1;
+			if (got) {
+				out[got] = 0;
+				return (ssize_t)got;
+			}
 			out[0] = 0;
 			return 0;
 		}
