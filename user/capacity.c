@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_SUB 64                /* 100 ms samples per interval, at most */
+#define PEAK_RING 128             /* 100 ms samples kept for the peak: > PEAK_WINDOW_S */
 #define SAT_RING 6000             /* saturated 100 ms rates kept: 10 min */
 #define WINDOW_S 600.0            /* evidence older than this expires */
 #define RTT_RING 600              /* interval RTT medians kept per class */
@@ -21,7 +21,7 @@
 #define INFLATED_SHARE 0.05       /* ... and this share of it: a standing queue */
 #define RTT_CARRY_S 3.0           /* an interval without RTT samples uses the last */
 
-struct sub { double t, dt; double goodput[ISPMON_DIR_MAX], l2[ISPMON_DIR_MAX]; };
+struct sub { double t, l2[ISPMON_DIR_MAX]; }; /* one 100 ms L2 rate sample */
 struct sat { double t, rate; };
 
 struct capacity {
@@ -29,13 +29,11 @@ struct capacity {
 	double prev_t;
 	struct ispmon_dir_stats prev[ISPMON_DIR_MAX];
 	/* the current interval */
-	struct sub subs[MAX_SUB];
-	unsigned n_subs;
 	double int_start;
 	struct ispmon_dir_stats int_start_stats[ISPMON_DIR_MAX];
 	bool have_int_start;
 	/* 100 ms peaks over the last PEAK_WINDOW_S */
-	struct sub peak_ring[128];
+	struct sub peak_ring[PEAK_RING];
 	unsigned peak_n, peak_head;
 	/* per direction */
 	double ref[ISPMON_DIR_MAX];     /* highest interval rate, decaying */
@@ -77,16 +75,11 @@ void capacity_sample(struct capacity *c, double t, const struct ispmon_dir_stats
 		c->have_int_start = true;
 	}
 	if (c->have_prev && t > c->prev_t) {
-		s.dt = t - c->prev_t;
-		for (int d = 0; d < ISPMON_DIR_MAX; d++) {
-			s.goodput[d] = (double)(now[d].payload_bytes - c->prev[d].payload_bytes) / s.dt;
-			s.l2[d] = (double)(now[d].bytes - c->prev[d].bytes) / s.dt;
-		}
-		if (c->n_subs < MAX_SUB)
-			c->subs[c->n_subs++] = s;
+		for (int d = 0; d < ISPMON_DIR_MAX; d++)
+			s.l2[d] = (double)(now[d].bytes - c->prev[d].bytes) / (t - c->prev_t);
 		c->peak_ring[c->peak_head] = s;
-		c->peak_head = (c->peak_head + 1) % 128;
-		if (c->peak_n < 128)
+		c->peak_head = (c->peak_head + 1) % PEAK_RING;
+		if (c->peak_n < PEAK_RING)
 			c->peak_n++;
 	}
 	memcpy(c->prev, now, sizeof(c->prev));
@@ -160,10 +153,8 @@ void capacity_interval(struct capacity *c, double t, double rtt)
 	bool idle = true, loaded = false, inflated;
 	double base;
 
-	if (!c->have_prev || !c->have_int_start || dt <= 0.05) {
-		c->n_subs = 0;
+	if (!c->have_prev || !c->have_int_start || dt <= 0.05)
 		return;
-	}
 	for (int d = 0; d < ISPMON_DIR_MAX; d++) {
 		uint64_t bytes = c->prev[d].bytes - c->int_start_stats[d].bytes;
 		uint64_t pkts = c->prev[d].packets - c->int_start_stats[d].packets;
@@ -228,7 +219,6 @@ void capacity_interval(struct capacity *c, double t, double rtt)
 			c->intervals_loaded++;
 		}
 	}
-	c->n_subs = 0;
 	c->int_start = t;
 	memcpy(c->int_start_stats, c->prev, sizeof(c->int_start_stats));
 }
