@@ -66,20 +66,20 @@ ispmon: $(USER_OBJS)
 
 # --- tests -----------------------------------------------------------------
 
-$(OUT)/tests/test_flow: tests/unit/test_flow.c tests/unit/pkt.h $(SKELS) headers/flow.h | $(OUT)/tests
+$(OUT)/tests/test_flow: tests/unit/test_flow.c tests/unit/pkt.h tests/unit/result.h $(SKELS) headers/flow.h | $(OUT)/tests
 	$(CC) $(CFLAGS) $(SAN_FLAGS) $< -o $@ $(LDLIBS)
 
-$(OUT)/tests/test_rtt: tests/unit/test_rtt.c tests/unit/pkt.h $(SKELS) headers/flow.h | $(OUT)/tests
+$(OUT)/tests/test_rtt: tests/unit/test_rtt.c tests/unit/pkt.h tests/unit/result.h $(SKELS) headers/flow.h | $(OUT)/tests
 	$(CC) $(CFLAGS) $(SAN_FLAGS) $< -o $@ $(LDLIBS)
 
 # Fuzzing runs long: built without sanitizers (the BPF side is what is fuzzed).
 $(OUT)/tests/fuzz_tc: tests/unit/fuzz_tc.c tests/unit/pkt.h $(SKELS) headers/flow.h | $(OUT)/tests
 	$(CC) $(CFLAGS) $< -o $@ $(LDLIBS)
 
-$(OUT)/tests/test_speedtest: tests/unit/test_speedtest.c user/speedtest.c user/metrics.c user/log.c $(wildcard user/*.h) | $(OUT)/tests
+$(OUT)/tests/test_speedtest: tests/unit/test_speedtest.c tests/unit/tap.h user/speedtest.c user/metrics.c user/log.c $(wildcard user/*.h) | $(OUT)/tests
 	$(CC) $(CFLAGS) $(SAN_FLAGS) $< user/speedtest.c user/metrics.c user/log.c -o $@ $(LDLIBS)
 
-$(OUT)/tests/test_user: tests/unit/test_user.c $(UNIT_SRCS) $(wildcard user/*.h) | $(OUT)/tests
+$(OUT)/tests/test_user: tests/unit/test_user.c tests/unit/tap.h $(UNIT_SRCS) $(wildcard user/*.h) | $(OUT)/tests
 	$(CC) $(CFLAGS) $(SAN_FLAGS) $< $(UNIT_SRCS) -o $@ $(LDLIBS)
 
 tools:

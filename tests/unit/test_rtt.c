@@ -45,6 +45,7 @@
 #include "flow.skel.h"
 
 #include "pkt.h"
+#include "result.h"
 
 #define TC_ACT_UNSPEC (-1)
 #define MS 1000000ULL              /* ns */
@@ -67,32 +68,6 @@ static const char *const M_NAME[ISPMON_M_MAX] = { "tcp_ts", "tcp_seq", "dns", "i
 
 /* ---- result reporting ---------------------------------------------------- */
 
-static int n_pass, n_fail;
-
-static void check(bool ok, const char *name, const char *detail)
-{
-	if (ok) {
-		n_pass++;
-		printf("ok - %s\n", name);
-	} else {
-		n_fail++;
-		printf("not ok - %s (%s)\n", name, detail && *detail ? detail : "failed");
-	}
-	fflush(stdout);
-}
-
-__attribute__((format(printf, 3, 4)))
-static void appendf(char *dst, size_t size, const char *fmt, ...)
-{
-	size_t used = strlen(dst);
-	va_list ap;
-
-	if (used + 1 >= size)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(dst + used, size - used, fmt, ap);
-	va_end(ap);
-}
 
 static uint64_t mono_ns(void)
 {

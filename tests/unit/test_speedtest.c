@@ -16,27 +16,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tap.h"
 #include "log.h"
 #include "metrics.h"
 #include "speedtest.h"
 
-static int passed, failed;
-
-static void check(int cond, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void check(int cond, const char *fmt, ...)
-{
-	va_list ap;
-
-	printf(cond ? "ok - " : "not ok - ");
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	printf("\n");
-	if (cond)
-		passed++;
-	else
-		failed++;
-}
 
 static void test_parse_bytes(void)
 {

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tap.h"
 #include "config.h"
 #include "log.h"
 #include "metrics.h"
@@ -22,23 +23,6 @@
 #include "devices.h"
 #include "capacity.h"
 
-static int passed, failed;
-
-static void check(int cond, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void check(int cond, const char *fmt, ...)
-{
-	va_list ap;
-
-	printf(cond ? "ok - " : "not ok - ");
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	printf("\n");
-	if (cond)
-		passed++;
-	else
-		failed++;
-}
 
 static void test_duration(void)
 {
