@@ -10,7 +10,9 @@ PKGS=(
 	libcurl4-openssl-dev libmicrohttpd-dev
 	# tests: testbed, traffic, metric checks
 	iproute2 nftables ethtool iperf3 curl iputils-ping procps psmisc
-	prometheus
+	prometheus openssl file
+	# make bench (JSON::PP reads bpftool's output)
+	perl
 	# operations stack: rules/alerts (promtool, amtool), dashboards and compose checks
 	prometheus-alertmanager jq yq docker-compose
 	# lint
