@@ -6,7 +6,8 @@
 # d1 ("laptop") downloads 4 MB, d2 ("tv") uploads 2 MB. The device counters
 # must match each device's own interface counters within 2%, the names come
 # from a dnsmasq leases file, and with --max-devices 1 the smaller device
-# is folded into device="other".
+# is folded into device="other". Paced transfers from both at once give
+# per-device throughput gauges near each device's own interface rate.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . tests/lib/tap.sh
@@ -94,6 +95,41 @@ check "tv upload ${got2:-none} B vs its interface's $t2 B within 2%" rel_near "$
 check "the laptop's upload is only its ACKs ($(val 'ispmon_device_bytes_total{device="laptop",direction="upload"}') B)" \
 	awk -v v="$(val 'ispmon_device_bytes_total{device="laptop",direction="upload"}')" 'BEGIN { exit !(v > 0 && v < 400000) }'
 check "device info carries the MAC and address" grep -q 'ispmon_device_info{device="tv",mac="02:00:00:00:0d:02",ipv4="192.0.2.12"' "$TMP/m.prom"
+
+# Throughput per device: both devices at once, paced at the sender by
+# iperf3 (laptop downloads 12 Mbit/s, tv uploads 4 Mbit/s), collected every
+# 1 s. The gauges of three scrapes in the steady part must be near each
+# device's own interface rate over that part, and near the paced rate.
+for port in 5201 5202; do x srv iperf3 -s -p $port -D --logfile "$TMP/iperf3-$port.log" || exit 1; done
+for _ in $(seq 1 50); do [ "$(x srv ss -Hltn '( sport = :5201 or sport = :5202 )' | wc -l)" = 2 ] && break; sleep 0.1; done
+start --interval 1s || exit 1
+x d1 iperf3 -c 198.51.100.1 -p 5201 -R -b 12M -t 6 >/dev/null 2>&1 &
+c1=$!
+x d2 iperf3 -c 198.51.100.1 -p 5202 -b 4M -t 6 >/dev/null 2>&1 &
+c2=$!
+sleep 1.5
+a1=$(ifc d1 rx_bytes) a2=$(ifc d2 tx_bytes) ta=$(date +%s.%N)
+: >"$TMP/tp1"
+: >"$TMP/tp2"
+for _ in 1 2 3; do
+	sleep 1
+	x rt curl -sf http://127.0.0.1:8000/metrics >"$TMP/m.prom"
+	val 'ispmon_device_throughput_bytes_per_second{device="laptop",direction="download"}' >>"$TMP/tp1"
+	val 'ispmon_device_throughput_bytes_per_second{device="tv",direction="upload"}' >>"$TMP/tp2"
+done
+b1=$(ifc d1 rx_bytes) b2=$(ifc d2 tx_bytes) tb=$(date +%s.%N)
+wait "$c1" "$c2"
+if1=$(awk -v a="$a1" -v b="$b1" -v s="$ta" -v e="$tb" 'BEGIN { printf "%.0f", (b - a) / (e - s) }')
+if2=$(awk -v a="$a2" -v b="$b2" -v s="$ta" -v e="$tb" 'BEGIN { printf "%.0f", (b - a) / (e - s) }')
+med() { sort -g "$1" | awk '{ v[NR] = $1 } END { print v[2] }'; }
+g1=$(med "$TMP/tp1") g2=$(med "$TMP/tp2")
+check "laptop throughput ${g1:-none} B/s vs its interface's $if1 B/s within 10% (scrapes: $(tr '\n' ' ' <"$TMP/tp1"))" \
+	rel_near "${g1:-0}" "$if1" 0.10
+check "tv throughput ${g2:-none} B/s vs its interface's $if2 B/s within 10% (scrapes: $(tr '\n' ' ' <"$TMP/tp2"))" \
+	rel_near "${g2:-0}" "$if2" 0.10
+# Paced goodput in L2 bytes: 1448 payload bytes per 1514-byte frame.
+check "paced rates seen: laptop near 12 Mbit/s, tv near 4 Mbit/s of payload (L2, +-10%)" \
+	bash -c "awk -v a='${g1:-0}' -v b='${g2:-0}' 'BEGIN { f = 1514 / 1448; exit !(a > 0.9 * 1500000 * f && a < 1.1 * 1500000 * f && b > 0.9 * 500000 * f && b < 1.1 * 500000 * f) }'"
 
 # Capped at one label: the laptop (more traffic) keeps it, tv goes to other.
 start --max-devices 1 || exit 1

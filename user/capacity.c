@@ -8,12 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PEAK_RING 128             /* 100 ms samples kept for the peak: > PEAK_WINDOW_S */
 #define SAT_RING 6000             /* saturated 100 ms rates kept: 10 min */
 #define WINDOW_S 600.0            /* evidence older than this expires */
 #define RTT_RING 600              /* interval RTT medians kept per class */
 #define REF_DECAY_S 3600.0        /* the "highest rate" reference fades in 1 h */
-#define PEAK_WINDOW_S 10.0        /* peak 100 ms rate exported over this */
 #define BULK_PKT_BYTES 400.0
 #define MIN_LOADED_BPS 125000.0   /* 1 Mbit/s: below, a line is never "loaded" */
 #define IDLE_BPS 12500.0          /* 100 kbit/s: always "idle" below */
@@ -21,7 +19,6 @@
 #define INFLATED_SHARE 0.05       /* ... and this share of it: a standing queue */
 #define RTT_CARRY_S 3.0           /* an interval without RTT samples uses the last */
 
-struct sub { double t, l2[ISPMON_DIR_MAX]; }; /* one 100 ms L2 rate sample */
 struct sat { double t, rate; };
 
 struct capacity {
@@ -32,9 +29,10 @@ struct capacity {
 	double int_start;
 	struct ispmon_dir_stats int_start_stats[ISPMON_DIR_MAX];
 	bool have_int_start;
-	/* 100 ms peaks over the last PEAK_WINDOW_S */
-	struct sub peak_ring[PEAK_RING];
-	unsigned peak_n, peak_head;
+	/* Highest 100 ms rate: since the last page was rendered (acc), and
+	 * as shown on that page (shown, covering shown_since..). */
+	double peak_acc[ISPMON_DIR_MAX], peak_shown[ISPMON_DIR_MAX];
+	double peak_since, peak_shown_since, peak_rendered_t;
 	/* per direction */
 	double ref[ISPMON_DIR_MAX];     /* highest interval rate, decaying */
 	struct sat sat[ISPMON_DIR_MAX][SAT_RING];
@@ -67,20 +65,18 @@ void capacity_free(struct capacity *c) { free(c); }
 
 void capacity_sample(struct capacity *c, double t, const struct ispmon_dir_stats now[ISPMON_DIR_MAX])
 {
-	struct sub s = {.t = t};
-
 	if (!c->have_int_start) {
 		c->int_start = t;
 		memcpy(c->int_start_stats, now, sizeof(c->int_start_stats));
 		c->have_int_start = true;
 	}
 	if (c->have_prev && t > c->prev_t) {
-		for (int d = 0; d < ISPMON_DIR_MAX; d++)
-			s.l2[d] = (double)(now[d].bytes - c->prev[d].bytes) / (t - c->prev_t);
-		c->peak_ring[c->peak_head] = s;
-		c->peak_head = (c->peak_head + 1) % PEAK_RING;
-		if (c->peak_n < PEAK_RING)
-			c->peak_n++;
+		for (int d = 0; d < ISPMON_DIR_MAX; d++) {
+			double l2 = (double)(now[d].bytes - c->prev[d].bytes) / (t - c->prev_t);
+
+			if (l2 > c->peak_acc[d])
+				c->peak_acc[d] = l2;
+		}
 	}
 	memcpy(c->prev, now, sizeof(c->prev));
 	c->prev_t = t;
@@ -259,22 +255,51 @@ double capacity_bufferbloat(const struct capacity *c, double *idle_s, double *lo
 	return loaded - idle < 0 ? 0 : loaded - idle; /* NaN stays NaN */
 }
 
+void capacity_peak_commit(struct capacity *c, double t, bool shown_page_served)
+{
+	/* A scrape took the page rendered at peak_rendered_t: the next page's
+	 * peak starts there, so consecutive scrapes see adjoining windows and
+	 * no 100 ms sample is missed. Otherwise the window keeps growing. */
+	if (c->peak_rendered_t == 0)
+		c->peak_since = c->peak_rendered_t = t;
+	for (int d = 0; d < ISPMON_DIR_MAX; d++) {
+		double v = c->peak_acc[d];
+
+		if (!shown_page_served && c->peak_shown[d] > v)
+			v = c->peak_shown[d];
+		c->peak_shown[d] = v;
+		c->peak_acc[d] = 0;
+	}
+	if (shown_page_served)
+		c->peak_since = c->peak_rendered_t;
+	c->peak_shown_since = c->peak_since;
+	c->peak_rendered_t = t;
+}
+
+double capacity_peak(const struct capacity *c, int dir, double *window_s)
+{
+	if (window_s)
+		*window_s = c->peak_rendered_t - c->peak_shown_since;
+	return c->peak_shown[dir];
+}
+
 void capacity_render(const struct capacity *c, const double plan[ISPMON_DIR_MAX], struct mbuf *b)
 {
 	static const char *const dirs[ISPMON_DIR_MAX] = {"download", "upload"};
-	double peak[ISPMON_DIR_MAX] = {0}, idle, loaded, bloat;
+	double idle, loaded, bloat;
 	char labels[64];
 
-	for (unsigned i = 0; i < c->peak_n; i++)
-		for (int d = 0; d < ISPMON_DIR_MAX; d++)
-			if (c->prev_t - c->peak_ring[i].t <= PEAK_WINDOW_S && c->peak_ring[i].l2[d] > peak[d])
-				peak[d] = c->peak_ring[i].l2[d];
 	prom_header(b, "ispmon_passive_throughput_peak_bytes_per_second", "gauge",
-		    "Highest 100 ms WAN rate (L2 bytes) in the last 10 s.");
+		    "Highest 100 ms WAN rate (L2 bytes) since the previous scrape "
+		    "(ispmon_passive_throughput_peak_window_seconds).");
 	for (int d = 0; d < ISPMON_DIR_MAX; d++) {
 		snprintf(labels, sizeof(labels), "direction=\"%s\"", dirs[d]);
-		prom_f64(b, "ispmon_passive_throughput_peak_bytes_per_second", labels, peak[d]);
+		prom_f64(b, "ispmon_passive_throughput_peak_bytes_per_second", labels, c->peak_shown[d]);
 	}
+	prom_header(b, "ispmon_passive_throughput_peak_window_seconds", "gauge",
+		    "The time the peak rates cover: from the page the previous scrape took up to this one.");
+	prom_f64(b, "ispmon_passive_throughput_peak_window_seconds", NULL,
+		 c->peak_rendered_t - c->peak_shown_since);
 	prom_header(b, "ispmon_passive_capacity_bytes_per_second", "gauge",
 		    "Passive line capacity estimate: median goodput (TCP/UDP payload) of the saturated "
 		    "intervals of the last 10 min; absent until there is evidence.");

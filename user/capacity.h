@@ -20,6 +20,7 @@
 #define ISPMON_CAPACITY_H
 
 #include <linux/types.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "flow.h"
@@ -36,6 +37,15 @@ void capacity_sample(struct capacity *c, double t, const struct ispmon_dir_stats
 /* End of a collection interval: the WAN-leg median RTT of the samples taken
  * in it (seconds, NaN if none). */
 void capacity_interval(struct capacity *c, double t, double wan_rtt_s);
+/*
+ * Before rendering a page at time t: fold the 100 ms peaks since the last
+ * page into the page's peak. shown_page_served says a scrape took the last
+ * page; then the new peak covers only what came after it, else the window
+ * grows. So each scrape sees the highest 100 ms rate since the previous one.
+ */
+void capacity_peak_commit(struct capacity *c, double t, bool shown_page_served);
+/* The peak on the page (bytes/s) and the window it covers. */
+double capacity_peak(const struct capacity *c, int dir, double *window_s);
 /* plan: what the household pays for, bytes/s per direction (0: not given). */
 void capacity_render(const struct capacity *c, const double plan[ISPMON_DIR_MAX], struct mbuf *b);
 

@@ -80,6 +80,11 @@ void devices_free(struct devices *d)
 
 unsigned devices_count(const struct devices *d) { return d->n; }
 
+static bool has_ipv6(const struct ispmon_dev_stats *s)
+{
+	return s->ipv6[0] || s->ipv6[1] || s->ipv6[2] || s->ipv6[3];
+}
+
 static void stats_add(struct ispmon_dev_stats *a, const struct ispmon_dev_stats *b)
 {
 	for (int i = 0; i < ISPMON_DIR_MAX; i++) {
@@ -92,13 +97,18 @@ static void stats_add(struct ispmon_dev_stats *a, const struct ispmon_dev_stats 
 		for (unsigned i = 0; i < ISPMON_DEV_RTT_BUCKETS; i++)
 			a->rtt_hist[l][i] += b->rtt_hist[l][i];
 	}
-	/* Addresses: the most recent sender wins. */
-	if (b->last_seen_ns >= a->last_seen_ns) {
-		if (b->ipv4)
+	/* Addresses: the most recent sender wins, but a newer reading without
+	 * an address of one family (a CPU that saw only the device's IPv6 or
+	 * ARP packets) must not hide the other CPU's older one. */
+	{
+		bool newer = b->last_seen_ns >= a->last_seen_ns;
+
+		if (b->ipv4 && (newer || !a->ipv4))
 			a->ipv4 = b->ipv4;
-		if (b->ipv6[0] || b->ipv6[1] || b->ipv6[2] || b->ipv6[3])
+		if (has_ipv6(b) && (newer || !has_ipv6(a)))
 			memcpy(a->ipv6, b->ipv6, sizeof(a->ipv6));
-		a->last_seen_ns = b->last_seen_ns;
+		if (newer)
+			a->last_seen_ns = b->last_seen_ns;
 	}
 }
 

@@ -319,6 +319,7 @@ static void collect(struct ispmon *m, double *last)
 		rtt_reader_sweep(m->rtt, (uint64_t)(t * 1e9));
 		m->last_sweep = t;
 	}
+	capacity_peak_commit(m->capacity, t, metrics_store_served(&m->store));
 	mbuf_init(&b);
 	report_render(&m->report, &b);
 	if (b.err) {

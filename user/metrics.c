@@ -130,6 +130,7 @@ void metrics_store_publish(struct metrics_store *s, struct mbuf *b)
 	old = s->text;
 	s->text = b->p;
 	s->len = b->len;
+	s->served = false;
 	pthread_mutex_unlock(&s->lock);
 	free(old);
 	mbuf_init(b);
@@ -149,8 +150,19 @@ int metrics_store_copy(struct metrics_store *s, char **text, size_t *len)
 		} else {
 			memcpy(*text, s->text, s->len + 1);
 			*len = s->len;
+			s->served = true;
 		}
 	}
 	pthread_mutex_unlock(&s->lock);
 	return ret;
+}
+
+bool metrics_store_served(struct metrics_store *s)
+{
+	bool served;
+
+	pthread_mutex_lock(&s->lock);
+	served = s->served;
+	pthread_mutex_unlock(&s->lock);
+	return served;
 }

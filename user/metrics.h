@@ -7,6 +7,7 @@
 #define ISPMON_METRICS_H
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -34,6 +35,7 @@ struct metrics_store {
 	pthread_mutex_t lock;
 	char *text;
 	size_t len;
+	bool served; /* the current page was copied out at least once */
 };
 
 int metrics_store_init(struct metrics_store *s);
@@ -42,5 +44,8 @@ void metrics_store_destroy(struct metrics_store *s);
 void metrics_store_publish(struct metrics_store *s, struct mbuf *b);
 /* A malloc'ed copy of the current page (NULL, -ENOMEM or -ENODATA). */
 int metrics_store_copy(struct metrics_store *s, char **text, size_t *len);
+/* Whether the current page has been copied out (scraped) since it was
+ * published: per-scrape figures restart after a served page. */
+bool metrics_store_served(struct metrics_store *s);
 
 #endif

@@ -31,6 +31,7 @@
  *
  * Output: "ok - ..." / "not ok - ..." lines; exit 0, 1 on failure, 77 skip.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -399,6 +400,59 @@ static void test_device_churn(void)
 	flow_bpf__destroy(c.skel);
 }
 
+/* A device's addresses across CPUs: one CPU saw its IPv4 traffic, another
+ * later only packets without an IPv4 source (IPv6, ARP). The address must
+ * survive the merge whatever the order the CPUs are read in. */
+static void test_device_address_merge(void)
+{
+	struct flow_bpf *skel = flow_bpf__open();
+	struct ispmon_dev_key key = {.addr = {0x02, 0x1d, 0, 0, 0x7f, 0x01}};
+	struct ispmon_dev_stats *v;
+	struct devices *d = NULL;
+	unsigned ncpu = (unsigned)libbpf_num_possible_cpus();
+	struct mbuf b;
+
+	if (ncpu < 2) {
+		printf("# skipping the address merge: one CPU\n");
+		flow_bpf__destroy(skel);
+		return;
+	}
+	if (!skel || flow_bpf__load(skel) || devices_new(8, &d)) {
+		check(false, "address merge: programs load");
+		flow_bpf__destroy(skel);
+		return;
+	}
+	v = calloc(ncpu, sizeof(*v));
+	if (!v) {
+		devices_free(d);
+		flow_bpf__destroy(skel);
+		return;
+	}
+	v[0] = (struct ispmon_dev_stats){.packets = {0, 10}, .bytes = {0, 1000}, .last_seen_ns = 100,
+					 .ipv4 = htonl(0xc000020bu)}; /* 192.0.2.11 */
+	v[1] = (struct ispmon_dev_stats){.packets = {0, 1}, .bytes = {0, 90}, .last_seen_ns = 200};
+	for (int pass = 0; pass < 2; pass++) {
+		if (pass) { /* the other order */
+			struct ispmon_dev_stats t = v[0];
+
+			v[0] = v[1];
+			v[1] = t;
+		}
+		bpf_map_update_elem(bpf_map__fd(skel->maps.devices), &key, v, BPF_ANY);
+		devices_read(d, bpf_map__fd(skel->maps.devices));
+		devices_commit(d, mono_s());
+		mbuf_init(&b);
+		devices_render(d, &b);
+		check(!b.err && strstr(b.p, "ipv4=\"192.0.2.11\""),
+		      "a newer per-CPU reading without IPv4 keeps the device's IPv4 address (CPU order %d)",
+		      pass);
+		mbuf_free(&b);
+	}
+	free(v);
+	devices_free(d);
+	flow_bpf__destroy(skel);
+}
+
 int main(void)
 {
 	struct churn c = {0};
@@ -565,6 +619,7 @@ int main(void)
 	flow_bpf__destroy(c.skel);
 
 	test_device_churn();
+	test_device_address_merge();
 	printf("%d passed, %d failed\n", n_pass, n_fail);
 	return n_fail ? 1 : 0;
 }

@@ -752,6 +752,66 @@ static void test_capacity(void)
 	}
 }
 
+/* Peaks per scrape: each page shows the highest 100 ms rate since the page
+ * the previous scrape took; unscraped pages let the window grow. */
+static void test_capacity_peak(void)
+{
+	struct ispmon_dir_stats s[2] = {0};
+	struct metrics_store store;
+	struct capacity *c;
+	struct mbuf b;
+	double t = 100, w, p; /* 1/8 s steps: exact in binary */
+	char *text;
+	size_t len;
+
+	check(!capacity_new(&c) && !metrics_store_init(&store), "peak: estimator and page store");
+	capacity_sample(c, t, s);
+	capacity_peak_commit(c, t, metrics_store_served(&store));
+	/* 1 s at 800 kB/s with one 125 ms burst at 4 MB/s. */
+	for (int i = 0; i < 8; i++) {
+		s[0].bytes += i == 3 ? 500000 : 100000;
+		t += 0.125;
+		capacity_sample(c, t, s);
+	}
+	capacity_peak_commit(c, t, metrics_store_served(&store));
+	p = capacity_peak(c, 0, &w);
+	check(p == 4e6 && w == 1.0, "the burst is the peak (%.0f B/s over %.2f s)", p, w);
+	mbuf_init(&b);
+	capacity_render(c, (double[2]){0, 0}, &b);
+	metrics_store_publish(&store, &b);
+	for (int i = 0; i < 8; i++) {
+		s[0].bytes += 100000;
+		t += 0.125;
+		capacity_sample(c, t, s);
+	}
+	/* Nobody scraped the page with the burst: the next one still has it. */
+	check(!metrics_store_served(&store), "an unscraped page is not served");
+	capacity_peak_commit(c, t, metrics_store_served(&store));
+	p = capacity_peak(c, 0, &w);
+	check(p == 4e6 && w == 2.0, "unscraped: the window grows and keeps the burst (%.0f B/s over %.2f s)",
+	      p, w);
+	mbuf_init(&b);
+	capacity_render(c, (double[2]){0, 0}, &b);
+	check(b.p && strstr(b.p, "ispmon_passive_throughput_peak_bytes_per_second{direction=\"download\"} 4000000\n") &&
+		      strstr(b.p, "ispmon_passive_throughput_peak_window_seconds 2\n"),
+	      "the page shows the peak and its window");
+	metrics_store_publish(&store, &b);
+	check(!metrics_store_copy(&store, &text, &len) && metrics_store_served(&store),
+	      "a scrape marks the page served");
+	free(text);
+	for (int i = 0; i < 8; i++) {
+		s[0].bytes += 200000;
+		t += 0.125;
+		capacity_sample(c, t, s);
+	}
+	capacity_peak_commit(c, t, metrics_store_served(&store));
+	p = capacity_peak(c, 0, &w);
+	check(p == 1.6e6 && w == 1.0,
+	      "after a scrape the window restarts at the scraped page (%.0f B/s over %.2f s)", p, w);
+	metrics_store_destroy(&store);
+	capacity_free(c);
+}
+
 int main(void)
 {
 	log_set_level(LOG_ERROR);
@@ -767,6 +827,7 @@ int main(void)
 	test_rtt_quantile();
 	test_devices_topn();
 	test_capacity();
+	test_capacity_peak();
 	test_ping_wire();
 	test_ping_stats();
 	test_ping_loopback();
