@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "dnswire.h"
+#include "hostport.h"
 
 #define MAX_LISTEN 8
 #define ANSWER_IP4 "203.0.113.10"
@@ -202,29 +203,11 @@ static void serve_one(int fd)
 
 static int open_socket(const char *spec)
 {
-	char host[128];
-	const char *port;
-	if (spec[0] == '[') {
-		const char *end = strchr(spec, ']');
-		if (!end || end[1] != ':' || (size_t)(end - spec - 1) >= sizeof(host))
-			return -1;
-		memcpy(host, spec + 1, (size_t)(end - spec - 1));
-		host[end - spec - 1] = 0;
-		port = end + 2;
-	} else {
-		const char *colon = strrchr(spec, ':');
-		if (!colon || (size_t)(colon - spec) >= sizeof(host))
-			return -1;
-		memcpy(host, spec, (size_t)(colon - spec));
-		host[colon - spec] = 0;
-		port = colon + 1;
-	}
-	struct addrinfo hints = {
-		.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE,
-		.ai_socktype = SOCK_DGRAM,
-	}, *ai;
-	int err = getaddrinfo(host[0] ? host : NULL, port, &hints, &ai);
-	if (err) {
+	int err;
+	struct addrinfo *ai = hostport_resolve(spec, SOCK_DGRAM, &err);
+	if (!ai && !err)
+		return -1;
+	if (!ai) {
 		fprintf(stderr, "dnsd: bad listen address '%s': %s\n", spec, gai_strerror(err));
 		exit(1);
 	}

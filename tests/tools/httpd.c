@@ -41,6 +41,8 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "hostport.h"
+
 #define MAX_LISTEN 8
 #define MAX_LINE 8192          /* request line or one header line */
 #define MAX_HEADERS 100
@@ -515,29 +517,11 @@ static void handle(int fd, const struct sockaddr_storage *peer)
 
 static int open_listener(const char *spec)
 {
-	char host[128];
-	const char *port;
-	if (spec[0] == '[') {
-		const char *end = strchr(spec, ']');
-		if (!end || end[1] != ':' || (size_t)(end - spec - 1) >= sizeof(host))
-			return -1;
-		memcpy(host, spec + 1, (size_t)(end - spec - 1));
-		host[end - spec - 1] = 0;
-		port = end + 2;
-	} else {
-		const char *colon = strrchr(spec, ':');
-		if (!colon || (size_t)(colon - spec) >= sizeof(host))
-			return -1;
-		memcpy(host, spec, (size_t)(colon - spec));
-		host[colon - spec] = 0;
-		port = colon + 1;
-	}
-	struct addrinfo hints = {
-		.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE,
-		.ai_socktype = SOCK_STREAM,
-	}, *ai;
-	int err = getaddrinfo(host[0] ? host : NULL, port, &hints, &ai);
-	if (err) {
+	int err;
+	struct addrinfo *ai = hostport_resolve(spec, SOCK_STREAM, &err);
+	if (!ai && !err)
+		return -1;
+	if (!ai) {
 		fprintf(stderr, "httpd: bad listen address '%s': %s\n", spec, gai_strerror(err));
 		exit(1);
 	}
