@@ -70,7 +70,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		snprintf(text, sizeof(text), "127.0.0.1:%d", port);
 		if (parse_listen(text, &la))
 			fail("parse_listen");
-		if (!http_server_start(&la, &store, &srv))
+		if (!http_server_start(&la, &store, NULL, &srv))
 			addr = *(struct sockaddr_in *)&la.ss;
 	}
 	if (!srv)
