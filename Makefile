@@ -242,3 +242,10 @@ stress-tools: $(OUT)/tests/httpload $(OUT)/tests/lanflood
 # `make test` builds the churn test with the other unit tests.
 unit: $(OUT)/tests/test_churn
 # === end of stress, sanitizer and fuzz builds ===============================
+
+# === security (issue 9): capabilities and the web config ====================
+$(OUT)/tests/test_security: tests/unit/test_security.c tests/unit/tap.h user/webconfig.c user/privs.c $(wildcard user/*.h) | $(OUT)/tests
+	$(CC) $(CFLAGS) $(SAN_FLAGS) $< user/webconfig.c user/privs.c -o $@ $(LDLIBS)
+
+unit: $(OUT)/tests/test_security
+# === end of security ==========================================================
