@@ -103,7 +103,7 @@ c1=$(code --cacert "$TMP/server.crt" "$U/")
 c2=$(code --cacert "$TMP/server.crt" "$U/nothing-here")
 c3=$(code --cacert "$TMP/server.crt" -u prom:secret "$U/nothing-here")
 check "every route needs the password: / $c1, unknown path $c2 without, $c3 with" \
-	[ "$c1" = 401 ] && [ "$c2" = 401 ] && [ "$c3" = 404 ]
+	[ "$c1" = 401 -a "$c2" = 401 -a "$c3" = 404 ]
 ok_n=0
 for _ in $(seq 1 20); do
 	[ "$(code --cacert "$TMP/server.crt" -u prom:secret "$U/metrics")" = 200 ] && ok_n=$((ok_n + 1))
@@ -126,7 +126,7 @@ wait "$IDLE"
 held=$(tr ' ' '\n' <"$TMP/idle.out" | awk -F= '$1 == "idle_open_at_end" { print $2 }')
 shut=$(tr ' ' '\n' <"$TMP/idle.out" | awk -F= '$1 == "idle_closed_by_server" { print $2 }')
 check "80 idle connections from 127.0.0.50: ${held:-?} kept, ${shut:-?} closed by the server (at most 64 kept)" \
-	[ -n "$held" ] && [ "$held" -le 64 ] && [ "$held" -ge 1 ] && [ "${shut:-0}" -ge 16 ]
+	[ "${held:-99}" -le 64 -a "${held:-0}" -ge 1 -a "${shut:-0}" -ge 16 ]
 check "  ... while a scrape from 127.0.0.1 is served ($c)" [ "$c" = 200 ]
 stop
 rc=$?; check "exits 0 on SIGTERM ($rc)" [ $rc = 0 ]
@@ -146,7 +146,7 @@ start "basic_auth_users:
 c1=$(code -u prom:secret "http://127.0.0.1:$PORT/metrics")
 c2=$(code "http://127.0.0.1:$PORT/metrics")
 check "auth only, plain http: 200 with the password ($c1), 401 without ($c2)" \
-	[ "$c1" = 200 ] && [ "$c2" = 401 ]
+	[ "$c1" = 200 -a "$c2" = 401 ]
 stop
 
 # --- bad web configs -------------------------------------------------------------
