@@ -255,35 +255,48 @@ static int attach_hook(struct hook *h)
 	return 0;
 }
 
-/* Kernel memory per map, as the kernel accounts it in fdinfo. */
+/* Kernel memory of one map, as the kernel accounts it in fdinfo. */
+static uint64_t map_memlock(int fd)
+{
+	char path[64], line[128];
+	unsigned long long v = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "memlock: %llu", &v) == 1)
+			break;
+	fclose(f);
+	return v;
+}
+
+/* Per map, summed over the interfaces (their tables differ in size). */
 static void map_memory(struct ispmon *m)
 {
 	struct bpf_map *map;
 	uint64_t total = 0;
 
 	bpf_object__for_each_map(map, m->hooks[0].skel->obj) {
-		char path[64], line[128];
-		unsigned long long v = 0;
-		FILE *f;
+		const char *name = bpf_map__name(map);
+		uint64_t v = 0;
 
 		if (m->report.n_maps >= sizeof(m->report.map_names) / sizeof(m->report.map_names[0]))
 			break;
-		snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", bpf_map__fd(map));
-		f = fopen(path, "r");
-		if (!f)
-			continue;
-		while (fgets(line, sizeof(line), f))
-			if (sscanf(line, "memlock: %llu", &v) == 1)
-				break;
-		fclose(f);
-		m->report.map_names[m->report.n_maps] = bpf_map__name(map);
+		for (unsigned i = 0; i < m->n_hooks; i++) {
+			struct bpf_map *same = bpf_object__find_map_by_name(m->hooks[i].skel->obj, name);
+
+			if (same)
+				v += map_memlock(bpf_map__fd(same));
+		}
+		m->report.map_names[m->report.n_maps] = name;
 		m->report.map_bytes[m->report.n_maps++] = v;
 		total += v;
 	}
-	/* Each LAN interface has the same maps again. */
-	total *= m->n_hooks;
-	log_info("bpf maps", "maps=%u interfaces=%u memory_bytes=%llu", m->report.n_maps,
-		 m->n_hooks, (unsigned long long)total);
+	log_info("bpf maps", "maps=%u interfaces=%u max_flows=%u memory_bytes=%llu",
+		 m->report.n_maps, m->n_hooks, m->cfg.max_flows, (unsigned long long)total);
 }
 
 static int rtt_setup(struct ispmon *m)

@@ -171,7 +171,7 @@ static int parse_line(struct parser *p, const char *s, size_t n)
 {
 	char key[WEBCONFIG_MAX_USER];
 	const char *colon, *v;
-	size_t indent = 0, klen;
+	size_t indent = 0;
 
 	if (memchr(s, '\0', n))
 		return fail(p, "NUL byte");
@@ -207,7 +207,8 @@ static int parse_line(struct parser *p, const char *s, size_t n)
 			colon = memchr(colon + 1, ':', n - (size_t)(colon + 1 - s));
 		if (!colon)
 			return fail(p, "want 'key: value'");
-		klen = (size_t)(colon - s);
+		size_t klen = (size_t)(colon - s);
+
 		while (klen && s[klen - 1] == ' ')
 			klen--;
 		if (scalar(p, s, klen, key, sizeof(key), "key"))

@@ -118,8 +118,10 @@ static void test_parse_bad(void)
 		size_t n = 65 * 1024;
 		char *big = malloc(n);
 
+		if (!big)
+			return;
 		memset(big, '\n', n);
-		check(big && webconfig_parse(big, n, &wc, err, sizeof(err)) == -EINVAL &&
+		check(webconfig_parse(big, n, &wc, err, sizeof(err)) == -EINVAL &&
 			      strstr(err, "larger than"),
 		      "a config over 64 kB refused (%s)", err);
 		free(big);
