@@ -282,13 +282,20 @@ mkdir -p docs
 	echo "| on (GSO/GRO aggregates) | $WITHOUT_on Mbit/s | $WITH_on Mbit/s | $RATIO_on | $SPREAD_on |"
 	echo "| off (MTU-size packets) | $WITHOUT_off Mbit/s | $WITH_off Mbit/s | $RATIO_off | $SPREAD_off |"
 	echo
-	echo "The target is a ratio of at least 0.98. Every part of this path (iperf3"
-	echo "sender and receiver, forwarding in softirq) runs on the same $(nproc) cores,"
-	echo "so the path is CPU-bound and every nanosecond ispmon spends per packet"
-	echo "shows as lost throughput; on a router the forwarding CPU is not shared"
-	echo "with the endpoints. With offloads the programs run once per aggregate"
-	echo "of up to 64 kB; without, once per 1500-byte packet, on 4 hooks (each"
-	echo "packet crosses a LAN and a WAN hook)."
+	verdict() { awk -v r="$1" 'BEGIN { print (r >= 0.98) ? "meets" : "misses" }'; }
+	echo "The target is a ratio of at least 0.98: this run $(verdict "$RATIO_on") it with"
+	echo "offloads ($RATIO_on) and $(verdict "$RATIO_off") it with MTU-size packets ($RATIO_off)."
+	echo "Every part of this path (iperf3 sender and receiver, forwarding in"
+	echo "softirq) runs on the same $(nproc) cores and keeps them busy, so the path is"
+	echo "CPU-bound and whatever ispmon spends per packet shows one to one as lost"
+	echo "throughput. At the rate reached without ispmon on MTU-size packets"
+	echo "($WITHOUT_off Mbit/s), ispmon's measured cost ($NSMBIT_off ns of CPU per Mbit, next"
+	echo "section) comes to $(calc '%.0f' "$NSMBIT_off * $WITHOUT_off / 1e7")% of one core, taken from the same cores."
+	echo "With offloads the programs run once per aggregate of up to 64 kB and"
+	echo "the cost disappears in this shared machine's noise (see the spread). On"
+	echo "a router the forwarding CPU is not shared with the endpoints, and a home"
+	echo "line carries a small fraction of these rates: at 1 Gbit/s of MTU-size"
+	echo "packets the same cost is $(calc '%.0f' "$NSMBIT_off * 1000 / 1e7")% of a core."
 	echo
 	echo "## Real traffic at a fixed offered load ($RATE TCP, ${SECS}s, kernel.bpf_stats_enabled)"
 	echo
@@ -308,6 +315,14 @@ mkdir -p docs
 	echo "| interface | hook | ns per run | runs |"
 	echo "| --- | --- | --- | --- |"
 	awk '{ printf "| %s | %s | %s | %s |\n", ($1 == "wan0" ? "WAN" : "LAN"), $2, $3, $4 }' "$TMP/per-prog-off"
+	echo
+	over=$(calc '%.0f' "$NS_off - $FLOOR_off")
+	echo "On this real traffic ispmon costs $over ns per program run over the empty"
+	echo "program (MTU-size packets), $(awk -v o="$over" 'BEGIN { print (o < 100) ? "within" : "above" }') the 100 ns target (the"
+	echo "micro-benchmark above runs the same programs on one hot packet and flow"
+	echo "entry: no cache misses, no map growth); the pure-ACK hooks cost most per run (the RTT"
+	echo "match: lookup and delete in the pending table, histogram updates) but run"
+	echo "for a small share of the packets."
 	echo
 	echo "bpf_stats times the program alone; on real traffic the packet's headers"
 	echo "are often not in cache yet and the maps are larger than in the"
