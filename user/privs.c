@@ -167,7 +167,7 @@ int privs_drop(uint64_t keep)
 	struct sigaction sa = {.sa_handler = on_signal}, old;
 	pid_t done[MAX_THREADS];
 	unsigned n_done = 0, found;
-	int sig = SIGRTMAX, err;
+	int sig, err = -EAGAIN;
 
 	req.keep = keep;
 	req.last_cap = last_cap();
@@ -175,8 +175,19 @@ int privs_drop(uint64_t keep)
 	atomic_store(&req.err, 0);
 	sigemptyset(&sa.sa_mask);
 	sa.sa_flags = SA_RESTART;
-	if (sigaction(sig, &sa, &old))
-		return -errno;
+	/* A real-time signal nobody uses (valgrind, for one, keeps the
+	 * highest for itself and refuses it). */
+	for (sig = SIGRTMAX; sig >= SIGRTMIN; sig--) {
+		if (sigaction(sig, NULL, &old) || old.sa_handler != SIG_DFL ||
+		    (old.sa_flags & SA_SIGINFO))
+			continue;
+		if (!sigaction(sig, &sa, NULL)) {
+			err = 0;
+			break;
+		}
+	}
+	if (err)
+		return err;
 	/* A thread started meanwhile by one not yet done shows up in the
 	 * next pass; one started by a done thread inherits the dropped set. */
 	do

@@ -12,8 +12,9 @@
  *     server survived and kept serving)
  * Inputs of odd length go to a second server with basic auth on (a
  * --web-config with user "fuzz", password "pw"):
- *   - it answers 200 only to an input that has that user's credentials
- *     (base64 "ZnV6ejpwdw==") in it: no way around the check
+ *   - it answers 200 only to an input with a base64 run in it that
+ *     decodes to that user's credentials "fuzz:pw" (decoded as leniently as
+ *     a server may: "ZnV6ejpwdx==" is the same): no way around the check
  *   - every 256 inputs, it still refuses a GET without credentials (401
  *     with WWW-Authenticate) and serves one with them
  * Crashes and sanitizer reports in ispmon's handler (and anything it
@@ -213,13 +214,49 @@ static ssize_t exchange(const struct sockaddr_in *to, const uint8_t *req, size_t
 	return (ssize_t)got;
 }
 
+static int b64val(uint8_t c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	return c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+/* Whether some maximal base64 run in data decodes to "fuzz:pw" (bits
+ * past the last whole byte ignored). */
+static bool has_credentials(const uint8_t *data, size_t size)
+{
+	for (size_t i = 0; i < size; i++) {
+		uint8_t out[8];
+		size_t n = 0, j;
+		unsigned acc = 0, bits = 0;
+
+		if (b64val(data[i]) < 0 || (i && b64val(data[i - 1]) >= 0))
+			continue;
+		for (j = i; j < size && b64val(data[j]) >= 0 && n <= 7; j++) {
+			acc = acc << 6 | (unsigned)b64val(data[j]);
+			bits += 6;
+			if (bits >= 8) {
+				bits -= 8;
+				out[n++] = (uint8_t)(acc >> bits);
+			}
+		}
+		if (n == 7 && !memcmp(out, "fuzz:pw", 7) && (j == size || b64val(data[j]) < 0))
+			return true;
+	}
+	return false;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static char out[65536];
 	static const char plain[] = "GET /metrics HTTP/1.0\r\n\r\n";
 	static const char authed[] = "GET /metrics HTTP/1.0\r\nAuthorization: Basic " AUTH_TOKEN
 				     "\r\n\r\n";
-	bool with_auth = size & 1, has_token = memmem(data, size, AUTH_TOKEN, 12) != NULL;
+	bool with_auth = size & 1, has_token = has_credentials(data, size);
 	uint8_t *req = malloc(size + 4);
 	ssize_t n;
 
