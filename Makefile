@@ -23,8 +23,8 @@ WARN       := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-unused-parameter
 CFLAGS     ?= -O2 -g
 CFLAGS     += -std=gnu11 -D_GNU_SOURCE $(WARN) -I $(OUT) -I headers -I user \
               -DISPMON_VERSION='"$(VERSION)"'
-LIBS       := libbpf libcurl libmicrohttpd
-LDLIBS     += $(shell $(PKG_CONFIG) --libs $(LIBS) 2>/dev/null || echo -lbpf -lcurl -lmicrohttpd) \
+LIBS       := libbpf libcurl libmicrohttpd gnutls libcrypt
+LDLIBS     += $(shell $(PKG_CONFIG) --libs $(LIBS) 2>/dev/null || echo -lbpf -lcurl -lmicrohttpd -lgnutls -lcrypt) \
               -lelf -lz -lpthread -lm
 
 SAN_FLAGS  := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
@@ -200,7 +200,7 @@ FUZZ_CFLAGS     := -g -O1 -std=gnu11 -D_GNU_SOURCE -Wall -Wno-unused-parameter \
                    -DISPMON_VERSION='"$(VERSION)"'
 # What the parsers under test need (no main; devices.c and rtt.c for the
 # leases file).
-FUZZ_USER_SRCS  := user/config.c user/log.c user/metrics.c user/ping.c user/speedtest.c user/netif.c \
+FUZZ_USER_SRCS  := user/config.c user/log.c user/metrics.c user/ping.c user/speedtest.c user/netif.c user/webconfig.c \
                    user/devices.c user/rtt.c
 FUZZ_SRCS       := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZERS         := $(patsubst tests/fuzz/%.c,$(FUZZ_OUT)/%,$(FUZZ_SRCS))
@@ -242,3 +242,10 @@ stress-tools: $(OUT)/tests/httpload $(OUT)/tests/lanflood
 # `make test` builds the churn test with the other unit tests.
 unit: $(OUT)/tests/test_churn
 # === end of stress, sanitizer and fuzz builds ===============================
+
+# === security (issue 9): capabilities and the web config ====================
+$(OUT)/tests/test_security: tests/unit/test_security.c tests/unit/tap.h user/webconfig.c user/privs.c $(wildcard user/*.h) | $(OUT)/tests
+	$(CC) $(CFLAGS) $(SAN_FLAGS) $< user/webconfig.c user/privs.c -o $@ $(LDLIBS)
+
+unit: $(OUT)/tests/test_security
+# === end of security ==========================================================

@@ -17,7 +17,7 @@ PKGS=(
 	# runs the result under user-mode emulation (ispmon --version, bad flags)
 	qemu-user
 	libbpf-dev:arm64 libelf-dev:arm64 zlib1g-dev:arm64
-	libcurl4-openssl-dev:arm64 libmicrohttpd-dev:arm64
+	libcurl4-openssl-dev:arm64 libmicrohttpd-dev:arm64 libgnutls28-dev:arm64 libcrypt-dev:arm64
 )
 
 SUDO=

@@ -8,6 +8,8 @@ PKGS=(
 	# build
 	make gcc clang llvm pkg-config bpftool libbpf-dev libelf-dev zlib1g-dev
 	libcurl4-openssl-dev libmicrohttpd-dev
+	# --web-config: certificate checks and digests (GnuTLS, as libmicrohttpd), bcrypt
+	libgnutls28-dev libcrypt-dev
 	# tests: testbed, traffic, metric checks
 	iproute2 nftables ethtool iperf3 curl iputils-ping procps psmisc
 	prometheus openssl file

@@ -30,8 +30,10 @@ declare -A SUITES=(
 	[stress]="bash tests/test_stress.sh"
 	[sanitize]="bash tests/test_sanitize.sh"
 	[fuzz-user]="bash tests/test_fuzz_user.sh"
+	[unit-security]="build/tests/test_security"
+	[web]="bash tests/test_web.sh"
 )
-ORDER=(unit-user unit-bpf unit-rtt unit-speedtest fuzz-tc churn lint cli netlab e2e e2e-rtt e2e-ping speedtest e2e-speedtest reattach devices e2e-capacity ops e2e-ops arm64 stress sanitize fuzz-user)
+ORDER=(unit-user unit-bpf unit-rtt unit-speedtest unit-security fuzz-tc churn lint cli web netlab e2e e2e-rtt e2e-ping speedtest e2e-speedtest reattach devices e2e-capacity ops e2e-ops arm64 stress sanitize fuzz-user)
 SUITE_TIMEOUT=${SUITE_TIMEOUT:-900}
 
 selected=(${TESTS:-${ORDER[@]}})

@@ -6,6 +6,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . tests/lib/tap.sh
+. tests/lib/bpfobjs.sh
 
 BIN=$PWD/ispmon
 NS=ispmcli$$
@@ -153,6 +154,8 @@ for sig in INT TERM; do
 		check "second instance on a busy port exits 1 without touching the first" \
 			bash -c "[ $? -eq 1 ] && [ \$(ip netns exec $NS tc filter show dev $DEV ingress | grep -c 'name tc_ingress') -eq 1 ]"
 	fi
+	progs=$(bpf_ids $pid prog_id)
+	maps=$(bpf_ids $pid map_id)
 	kill -"$sig" $pid
 	rc=0
 	for _ in $(seq 1 50); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
@@ -160,6 +163,9 @@ for sig in INT TERM; do
 	check "SIG$sig: exits 0 ($rc)" [ "$rc" -eq 0 ]
 	check "SIG$sig: logs stopped with totals" grep -q 'msg="stopped" download_bytes=' "$TMP/run.err"
 	check "SIG$sig: clsact it created is gone" no_clsact
+	objs_gone() { [ "$(wc -w <<<"$progs")" -ge 2 -a "$(wc -w <<<"$maps")" -ge 5 ] && bpf_gone "$progs" prog && bpf_gone "$maps" map; }
+	check "SIG$sig: bpftool knows none of its $(wc -w <<<"$progs") programs and $(wc -w <<<"$maps") maps any more" objs_gone
+	check "SIG$sig: bpftool net show dev $DEV: no filter" bash -c "! ip netns exec $NS bpftool net show dev $DEV | grep -q 'tc_'"
 done
 
 # --- a LAN interface too: both attached, both cleaned up ---------------------

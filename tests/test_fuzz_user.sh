@@ -4,9 +4,9 @@
 # (config_parse, parse_duration_ms, parse_listen), the route tables
 # (netif_default_route/_gateway), the speed test's text helpers, the ping
 # module's host check and reply parser, the log and label escapers, the
-# DHCP leases file, and HTTP request handling (ispmon's web server in the
+# DHCP leases file, HTTP request handling (ispmon's web server in the
 # fuzzer's process, raw bytes over loopback, in a network namespace of its
-# own). Harnesses: tests/fuzz/*.c; their checks are described there.
+# own; with and without basic auth), and the --web-config file. Harnesses: tests/fuzz/*.c; their checks are described there.
 #
 # Found crashes are kept in tests/artifacts/fuzz/ (fuzz_NAME-crash-...);
 # every reproducer kept there from an earlier run is run again first, so a
@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 . tests/lib/tap.sh
 
 SECS=${FUZZ_SECONDS:-20}
-ALL="config netif speedtest ping text leases http"
+ALL="config netif speedtest ping text leases http webconfig"
 LIST=${FUZZERS:-$ALL}
 ART=$PWD/tests/artifacts/fuzz
 TMP=$(mktemp -d)
@@ -131,6 +131,28 @@ dict http <<'EOF'
 "%00"
 "0\x0d\x0a\x0d\x0a"
 EOF
+seed http e 'GET /metrics HTTP/1.1\r\nAuthorization: Basic ZnV6ejpwdw==\r\n\r\n\n'
+seed http f 'GET / HTTP/1.1\r\nAuthorization: Basic ZnV6ejpwdx==\r\n\r\n\n'
+seed webconfig a 'tls_server_config:\n  cert_file: /etc/ispmon/server.crt\n  key_file: "server.key"  # x\nbasic_auth_users:\n  prometheus: $2y$05$lJel4kCNt1vjZd.oSY1VpOW2NkUGurG2wYTs/TMSIGwC/BpLxsKXK\n'
+seed webconfig b '---\nbasic_auth_users:\n    '"'"'a b'"'"': '"'"'$2b$04$xFXVedLF1ILBvN/IXVaFb.dCJFMDStCna5OTu1qBD6uYkoKgxsb0K'"'"'\r\n'
+dict webconfig <<'EOF2'
+"tls_server_config:"
+"basic_auth_users:"
+"cert_file: "
+"key_file: "
+"$2y$10$"
+"$2b$04$"
+"  "
+"\x0a"
+"#"
+"'"
+"\""
+": "
+EOF2
+cat >>"$TMP/http.dict" <<'EOF2'
+"Authorization: Basic "
+"ZnV6ejpwdw=="
+EOF2
 
 # run NAME ARGS...: the fuzzer, in a network namespace of its own for http.
 run() {

@@ -17,6 +17,9 @@
 #define DEFAULT_SPEED_URL "https://speed.cloudflare.com/__down?bytes={bytes}"
 #define DEFAULT_SPEED_UPLOAD_URL "https://speed.cloudflare.com/__up"
 #define MAX_MAX_DEVICES 1000
+#define DEFAULT_MAX_FLOWS 16384
+#define MIN_MAX_FLOWS 1024
+#define MAX_MAX_FLOWS (1024 * 1024)
 #define DEFAULT_PING_INTERVAL_MS 2000
 #define DEFAULT_PING_TIMEOUT_MS 2000
 
@@ -31,7 +34,12 @@ static const char usage[] =
 	"                         /tmp/dhcp.leases or dnsmasq's, when present)\n"
 	"      --max-devices N    devices with their own labels, the rest are \"other\"\n"
 	"                         (default 32; 0 turns per-device metrics and LAN hooks off)\n"
+	"      --max-flows N      connections tracked at once for RTT, the oldest evicted past\n"
+	"                         that (default 16384, 1024..1048576; ~180 bytes of kernel\n"
+	"                         memory each, flow and pending tables)\n"
 	"  -l, --listen ADDR:PORT address for /metrics (default " DEFAULT_LISTEN ", all addresses)\n"
+	"      --web-config FILE  TLS and basic auth for the web endpoint (the Prometheus\n"
+	"                         exporter toolkit's web-config.yml format, see README)\n"
 	"  -n, --interval DUR     how often the kernel maps are read (default 1s; e.g. 500ms, 2s)\n"
 	"      --log-level L      debug, info, warn or error (default info)\n"
 	"      --btf FILE         kernel BTF to use instead of /sys/kernel/btf/vmlinux\n"
@@ -219,6 +227,7 @@ enum {
 	OPT_SPEED_STREAMS, OPT_SPEED_MAX_TIME, OPT_SPEED_GRACE, OPT_SPEED_MAX_BYTES,
 	OPT_SPEED_BUDGET, OPT_SPEED_BUSY, OPT_SPEED_STATE, OPT_SPEED_FIRST,
 	OPT_PLAN_DOWN, OPT_PLAN_UP, OPT_LEASES,
+	OPT_MAX_FLOWS, OPT_WEB_CONFIG,
 };
 
 static const struct option long_opts[] = {
@@ -248,6 +257,8 @@ static const struct option long_opts[] = {
 	{"speed-busy-share", required_argument, NULL, OPT_SPEED_BUSY},
 	{"speed-state", required_argument, NULL, OPT_SPEED_STATE},
 	{"speed-first-delay", required_argument, NULL, OPT_SPEED_FIRST},
+	{"max-flows", required_argument, NULL, OPT_MAX_FLOWS},
+	{"web-config", required_argument, NULL, OPT_WEB_CONFIG},
 	{"help", no_argument, NULL, 'h'},
 	{"version", no_argument, NULL, 'V'},
 	{NULL, 0, NULL, 0},
@@ -270,6 +281,7 @@ int config_parse(int argc, char **argv, struct config *cfg, char *err,
 	cfg->interval_ms = DEFAULT_INTERVAL_MS;
 	cfg->log_level = LOG_INFO;
 	cfg->max_devices = DEFAULT_MAX_DEVICES;
+	cfg->max_flows = DEFAULT_MAX_FLOWS;
 	cfg->ping_interval_ms = DEFAULT_PING_INTERVAL_MS;
 	cfg->ping_timeout_ms = DEFAULT_PING_TIMEOUT_MS;
 	speedtest_config_defaults(sp);
@@ -340,6 +352,28 @@ int config_parse(int argc, char **argv, struct config *cfg, char *err,
 			cfg->max_devices = (unsigned)v;
 			break;
 		}
+		case OPT_MAX_FLOWS: {
+			char *end;
+			unsigned long v;
+
+			errno = 0;
+			v = strtoul(optarg, &end, 10);
+			if (errno || end == optarg || *end || *optarg == '-' || v < MIN_MAX_FLOWS ||
+			    v > MAX_MAX_FLOWS) {
+				snprintf(err, errlen, "invalid --max-flows '%s' (want %d to %d)",
+					 optarg, MIN_MAX_FLOWS, MAX_MAX_FLOWS);
+				return -EINVAL;
+			}
+			cfg->max_flows = (unsigned)v;
+			break;
+		}
+		case OPT_WEB_CONFIG:
+			if (!*optarg) {
+				snprintf(err, errlen, "--web-config needs a file name");
+				return -EINVAL;
+			}
+			cfg->web_config = optarg;
+			break;
 		case OPT_PING_TARGET:
 			if (!ping_valid_host(optarg)) {
 				snprintf(err, errlen,

@@ -27,7 +27,9 @@ struct config {
 	unsigned n_lan;       /* 0: find them (interfaces with private addresses) */
 	unsigned max_devices; /* 0: no per-device metrics, no LAN hooks */
 	const char *leases;   /* DHCP leases file for device names, NULL: look */
+	unsigned max_flows;   /* entries of the flow and pending tables */
 	struct listen_addr listen;
+	const char *web_config; /* --web-config FILE, NULL: plain HTTP, no auth */
 	uint64_t interval_ms;
 	enum log_level log_level;
 	const char *btf_path; /* custom kernel BTF, NULL: the running kernel's */

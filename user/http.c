@@ -11,16 +11,19 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "webconfig.h"
 
 /* Bounds that keep slow or stuck clients from tying the server up. */
 #define CONN_LIMIT 256
 #define CONN_TIMEOUT_S 10
+#define CONN_PER_IP 64 /* a quarter: one host cannot take every slot */
 
 #define PROM_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
 struct http_server {
 	struct MHD_Daemon *mhd;
 	struct metrics_store *store;
+	struct web_config *web; /* TLS and basic auth, or NULL */
 	int fd;
 };
 
@@ -63,6 +66,42 @@ static enum MHD_Result text_reply(struct MHD_Connection *conn, unsigned status,
 		     strlen(msg), MHD_RESPMEM_PERSISTENT);
 }
 
+/* Basic auth from --web-config: every route, or none. */
+static bool authorized(struct http_server *srv, struct MHD_Connection *conn)
+{
+	char *pass = NULL, *user;
+	bool ok;
+
+	if (!srv->web || !srv->web->auth)
+		return true;
+	user = MHD_basic_auth_get_username_password(conn, &pass);
+	ok = webconfig_check_user(srv->web, user, pass);
+	if (pass) {
+		explicit_bzero(pass, strlen(pass));
+		MHD_free(pass);
+	}
+	if (user)
+		MHD_free(user);
+	return ok;
+}
+
+static enum MHD_Result unauthorized(struct MHD_Connection *conn)
+{
+	static const char msg[] = "unauthorized\n";
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+
+	resp = MHD_create_response_from_buffer(sizeof(msg) - 1, (void *)msg,
+					       MHD_RESPMEM_PERSISTENT);
+	if (!resp)
+		return MHD_NO;
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; charset=utf-8");
+	/* 401 with WWW-Authenticate: Basic realm="ispmon" */
+	ret = MHD_queue_basic_auth_fail_response(conn, "ispmon", resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
 /* The signature is libmicrohttpd's. */
 static enum MHD_Result handle(void *cls, struct MHD_Connection *conn,
 			      const char *url, const char *method,
@@ -91,6 +130,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn,
 		if (!body)
 			return MHD_YES;
 	}
+	if (!authorized(srv, conn))
+		return unauthorized(conn);
 	if (strcmp(method, MHD_HTTP_METHOD_GET) && strcmp(method, MHD_HTTP_METHOD_HEAD))
 		return text_reply(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n");
 	/* Requests carry no body we want: refuse one rather than buffer it. */
@@ -155,8 +196,10 @@ static int listen_socket(const struct listen_addr *addr)
 }
 
 int http_server_start(const struct listen_addr *addr, struct metrics_store *store,
-		      struct http_server **out)
+		      struct web_config *web, struct http_server **out)
 {
+	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
+	struct MHD_OptionItem tls[3] = {{MHD_OPTION_END, 0, NULL}};
 	struct http_server *srv;
 	int fd;
 
@@ -170,14 +213,21 @@ int http_server_start(const struct listen_addr *addr, struct metrics_store *stor
 	}
 	srv->fd = fd;
 	srv->store = store;
+	srv->web = web;
+	if (web && web->tls) {
+		flags |= MHD_USE_TLS;
+		tls[0] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, web->cert_pem};
+		tls[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, web->key_pem};
+	}
 	/* One internal epoll thread: non-blocking I/O, so a slow client costs
 	 * a connection slot, not a thread. */
-	srv->mhd = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG,
-				    0, NULL, NULL, handle, srv,
+	srv->mhd = MHD_start_daemon(flags, 0, NULL, NULL, handle, srv,
 				    MHD_OPTION_LISTEN_SOCKET, fd,
 				    MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONN_LIMIT,
+				    MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)CONN_PER_IP,
 				    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONN_TIMEOUT_S,
 				    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+				    MHD_OPTION_ARRAY, tls,
 				    MHD_OPTION_END);
 	if (!srv->mhd) {
 		close(fd);

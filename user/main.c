@@ -31,10 +31,12 @@
 #include "metrics.h"
 #include "netif.h"
 #include "ping.h"
+#include "privs.h"
 #include "speedtest.h"
 #include "report.h"
 #include "rtt.h"
 #include "tc.h"
+#include "webconfig.h"
 
 #define EXIT_USAGE 2
 #define KERNEL_BTF "/sys/kernel/btf/vmlinux"
@@ -58,6 +60,7 @@ struct ispmon {
 	unsigned n_hooks;
 	struct metrics_store store;
 	struct http_server *http;
+	struct web_config *web;
 	struct devices *devices;
 	struct linestats lines;
 	struct rtt_reader *rtt;
@@ -181,6 +184,27 @@ static int check_btf(const struct config *cfg)
 	return 0;
 }
 
+/*
+ * Table sizes, before load. The device table is an LRU map: with a shared
+ * LRU list each CPU keeps up to 128 free entries of its own, so it must be
+ * that much larger than what it should hold (every device the collector
+ * remembers) or it evicts early. The WAN instance never uses it.
+ */
+static int size_maps(const struct config *cfg, struct hook *h)
+{
+	int ncpus = libbpf_num_possible_cpus(), err;
+	__u32 dev = h->lan ? DEVICES_TABLE_MAX + 128 * (__u32)(ncpus > 0 ? ncpus : 1) : 1;
+
+	err = bpf_map__set_max_entries(h->skel->maps.flow_state, cfg->max_flows);
+	if (!err)
+		err = bpf_map__set_max_entries(h->skel->maps.pending, cfg->max_flows);
+	if (!err)
+		err = bpf_map__set_max_entries(h->skel->maps.devices, dev);
+	if (err)
+		log_error("cannot size the BPF maps", "err=\"%s\"", strerror(-err));
+	return err;
+}
+
 static int load_hook(struct ispmon *m, struct hook *h)
 {
 	LIBBPF_OPTS(bpf_object_open_opts, opts, .btf_custom_path = m->cfg.btf_path);
@@ -196,7 +220,9 @@ static int load_hook(struct ispmon *m, struct hook *h)
 	/* On a LAN interface what arrives comes from a device: upload. */
 	h->skel->rodata->ingress_dir = h->lan ? ISPMON_DIR_UPLOAD : ISPMON_DIR_DOWNLOAD;
 	h->skel->rodata->lan_side = h->lan;
-	err = flow_bpf__load(h->skel);
+	err = size_maps(&m->cfg, h);
+	if (!err)
+		err = flow_bpf__load(h->skel);
 	if (err == -EPERM || err == -EACCES) {
 		log_error("permission denied loading BPF programs: run as root "
 			  "(needs CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN)", NULL);
@@ -229,35 +255,48 @@ static int attach_hook(struct hook *h)
 	return 0;
 }
 
-/* Kernel memory per map, as the kernel accounts it in fdinfo. */
+/* Kernel memory of one map, as the kernel accounts it in fdinfo. */
+static uint64_t map_memlock(int fd)
+{
+	char path[64], line[128];
+	unsigned long long v = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "memlock: %llu", &v) == 1)
+			break;
+	fclose(f);
+	return v;
+}
+
+/* Per map, summed over the interfaces (their tables differ in size). */
 static void map_memory(struct ispmon *m)
 {
 	struct bpf_map *map;
 	uint64_t total = 0;
 
 	bpf_object__for_each_map(map, m->hooks[0].skel->obj) {
-		char path[64], line[128];
-		unsigned long long v = 0;
-		FILE *f;
+		const char *name = bpf_map__name(map);
+		uint64_t v = 0;
 
 		if (m->report.n_maps >= sizeof(m->report.map_names) / sizeof(m->report.map_names[0]))
 			break;
-		snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", bpf_map__fd(map));
-		f = fopen(path, "r");
-		if (!f)
-			continue;
-		while (fgets(line, sizeof(line), f))
-			if (sscanf(line, "memlock: %llu", &v) == 1)
-				break;
-		fclose(f);
-		m->report.map_names[m->report.n_maps] = bpf_map__name(map);
+		for (unsigned i = 0; i < m->n_hooks; i++) {
+			struct bpf_map *same = bpf_object__find_map_by_name(m->hooks[i].skel->obj, name);
+
+			if (same)
+				v += map_memlock(bpf_map__fd(same));
+		}
+		m->report.map_names[m->report.n_maps] = name;
 		m->report.map_bytes[m->report.n_maps++] = v;
 		total += v;
 	}
-	/* Each LAN interface has the same maps again. */
-	total *= m->n_hooks;
-	log_info("bpf maps", "maps=%u interfaces=%u memory_bytes=%llu", m->report.n_maps,
-		 m->n_hooks, (unsigned long long)total);
+	log_info("bpf maps", "maps=%u interfaces=%u max_flows=%u memory_bytes=%llu",
+		 m->report.n_maps, m->n_hooks, m->cfg.max_flows, (unsigned long long)total);
 }
 
 static int rtt_setup(struct ispmon *m)
@@ -478,6 +517,21 @@ static void check_links(struct ispmon *m)
 	}
 }
 
+/* Keep what re-attaching, reading the maps and detaching still need. */
+static int drop_privileges(struct ispmon *m)
+{
+	uint64_t keep = privs_needed(bpf_map__fd(m->hooks[0].skel->maps.dir_stats));
+	char names[128];
+	int err = privs_drop(keep);
+
+	if (err) {
+		log_error("cannot drop capabilities", "err=\"%s\"", strerror(-err));
+		return err;
+	}
+	log_info("capabilities dropped", "kept=%s", privs_names(keep, names, sizeof(names)));
+	return 0;
+}
+
 static int run_loop(struct ispmon *m)
 {
 	struct pollfd pfd[3] = {{.fd = m->sig_fd, .events = POLLIN},
@@ -538,6 +592,8 @@ static void teardown(struct ispmon *m)
 		tc_detach(&m->hooks[i].tc);
 	http_server_stop(m->http);
 	m->http = NULL;
+	webconfig_free(m->web);
+	m->web = NULL;
 	linestats_free(&m->lines);
 	rtt_reader_free(m->rtt);
 	m->rtt = NULL;
@@ -594,8 +650,16 @@ int main(int argc, char **argv)
 		err = resolve_lan(&m);
 	if (!err)
 		err = check_btf(&m.cfg);
+	if (!err && m.cfg.web_config) {
+		err = webconfig_load(m.cfg.web_config, &m.web, err_msg, sizeof(err_msg));
+		if (err)
+			log_error(err_msg, NULL);
+		else
+			log_info("web config", "path=%s tls=%s basic_auth_users=%u", m.cfg.web_config,
+				 m.web->tls ? "on" : "off", m.web->n_users);
+	}
 	if (!err) {
-		err = http_server_start(&m.cfg.listen, &m.store, &m.http);
+		err = http_server_start(&m.cfg.listen, &m.store, m.web, &m.http);
 		if (err)
 			log_error("cannot listen", "addr=%s err=\"%s\"", m.cfg.listen.text,
 				  strerror(-err));
@@ -652,6 +716,12 @@ int main(int argc, char **argv)
 		log_info("no LAN interface found: no per-device figures (pass --lan-iface IF)", NULL);
 	ping_setup(&m);
 	speed_setup(&m);
+	/* Last: everything that needed privileges is done by now. */
+	err = drop_privileges(&m);
+	if (err) {
+		teardown(&m);
+		return 1;
+	}
 
 	err = run_loop(&m);
 	if (!err) {

@@ -240,7 +240,7 @@ void report_render(const struct report *r, struct mbuf *b)
 
 	if (r->n_maps) {
 		prom_header(b, "ispmon_bpf_map_memory_bytes", "gauge",
-			    "Kernel memory of each BPF map (memlock as the kernel accounts it).");
+			    "Kernel memory of each BPF map, summed over the interfaces (memlock as the kernel accounts it).");
 		for (unsigned i = 0; i < r->n_maps; i++) {
 			snprintf(labels, sizeof(labels), "map=\"%s\"", r->map_names[i]);
 			prom_u64(b, "ispmon_bpf_map_memory_bytes", labels, r->map_bytes[i]);

@@ -3,47 +3,92 @@
 # (the machine is shared; absolute numbers move, ratios much less).
 #   1. per-packet cost of the TC programs vs an empty TC program
 #      (bpf_prog_test_run_opts with repeat: build/tests/bench_tc)
-#   2. per-packet cost on real forwarded traffic (kernel.bpf_stats_enabled)
-#   3. forwarding throughput through the router with ispmon vs without,
-#      alternating runs, as a ratio; CPU of the daemon per Mbit/s
-#   4. kernel map memory, daemon RSS, /metrics scrape latency
+#   2. forwarding throughput through a router namespace with ispmon vs
+#      without, on a kernel-only path (lan <-veth-> router <-veth-> wan, no
+#      userspace in the forwarding path), BENCH_PAIRS alternating pairs of
+#      runs, with offloads (GSO/GRO aggregates) and without (MTU-size
+#      packets): median ratio and its spread
+#   3. at a fixed offered load (BENCH_RATE): BPF run time per packet on that
+#      real traffic (kernel.bpf_stats_enabled) next to the empty program on
+#      the same hooks, and ispmon's CPU (daemon + BPF) per Mbit/s
+#   4. kernel map memory at the default 16384 and at 65536 flows, daemon
+#      RSS, /metrics scrape latency with 1000 LAN devices
 # Prints a table and writes docs/benchmarks.md.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-. tests/lib/netlab.sh
+. tests/lib/bpfobjs.sh
 
 [ "$(id -u)" -eq 0 ] || { echo "bench: needs root" >&2; exit 1; }
 OUT=docs/benchmarks.md
 TMP=$(mktemp -d)
-ISPMON_PID=
-ROUNDS=${BENCH_ROUNDS:-3}
-SECS=${BENCH_SECONDS:-4}
+PAIRS=${BENCH_PAIRS:-7}
+SECS=${BENCH_SECONDS:-3}
+RATE=${BENCH_RATE:-300M}
+P=ispmb$$
+L=$P-lan R=$P-rtr W=$P-wan
+PORT=18350
+SRV=203.0.113.2
+ISPMON_PID= IPERF_PID= STATS_OLD=
 
 cleanup() {
-	[ -n "$ISPMON_PID" ] && kill -TERM "$ISPMON_PID" 2>/dev/null
-	[ -n "${STATS_OLD:-}" ] && sysctl -qw kernel.bpf_stats_enabled="$STATS_OLD"
-	netlab_down
+	[ -n "$ISPMON_PID" ] && kill -TERM "$ISPMON_PID" 2>/dev/null && wait "$ISPMON_PID" 2>/dev/null
+	[ -n "$IPERF_PID" ] && kill "$IPERF_PID" 2>/dev/null
+	[ -n "$STATS_OLD" ] && sysctl -qw kernel.bpf_stats_enabled="$STATS_OLD"
+	for ns in $L $R $W; do
+		ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null
+		ip netns del "$ns" 2>/dev/null
+	done
 	rm -rf "$TMP"
 }
-netlab_install_trap
 trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR ? v[int((NR + 1) / 2)] : 0) }'; }
+minmax() { sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%s-%s", lo, hi }'; }
+calc() { awk "BEGIN { printf \"$1\", ($2) }"; }
 
 echo "== per-packet cost (bpf_prog_test_run, repeat)"
 ./build/tests/bench_tc | tee "$TMP/tc.txt" || exit 1
 
-netlab_build_tools >/dev/null || exit 1
-netlab_up 0 0 || exit 1
-netlab_start_servers || exit 1
+# --- the kernel-only path ------------------------------------------------------
+for ns in $L $R $W; do ip netns add "$ns" && ip -n "$ns" link set lo up || exit 1; done
+ip link add lan0 netns "$R" type veth peer name eth0 netns "$L" &&
+	ip link add wan0 netns "$R" type veth peer name eth0 netns "$W" || exit 1
+ip -n "$L" addr add 192.0.2.2/24 dev eth0 && ip -n "$L" link set eth0 up &&
+	ip -n "$L" route add default via 192.0.2.1 &&
+	ip -n "$R" addr add 192.0.2.1/24 dev lan0 && ip -n "$R" link set lan0 up &&
+	ip -n "$R" addr add 203.0.113.1/24 dev wan0 && ip -n "$R" link set wan0 up &&
+	ip -n "$W" addr add $SRV/24 dev eth0 && ip -n "$W" link set eth0 up &&
+	ip -n "$W" route add 192.0.2.0/24 via 203.0.113.1 &&
+	ip netns exec "$R" sysctl -qw net.ipv4.ip_forward=1 || exit 1
+ip netns exec "$W" iperf3 -s -p 5201 >/dev/null 2>&1 &
+IPERF_PID=$!
+for _ in $(seq 1 50); do ip netns exec "$L" ping -c1 -W1 -q $SRV >/dev/null 2>&1 && break; sleep 0.1; done
 
+# offloads on|off: GSO/TSO/GRO on every veth of the path.
+offloads() {
+	local ns dev
+	for ns_dev in "$L:eth0" "$R:lan0" "$R:wan0" "$W:eth0"; do
+		ns=${ns_dev%%:*} dev=${ns_dev#*:}
+		ip netns exec "$ns" ethtool -K "$dev" tso "$1" gso "$1" gro "$1" >/dev/null 2>&1
+	done
+}
+# iperf_mbps [RATE]: TCP upload from the LAN for SECS seconds, Mbit/s received.
+iperf_mbps() {
+	ip netns exec "$L" iperf3 -c $SRV -p 5201 -t "$SECS" ${1:+-b "$1"} -J 2>/dev/null |
+		perl -MJSON::PP -e 'my $j = eval { decode_json(do { local $/; <STDIN> }) };
+			printf "%.1f\n", ($j ? $j->{end}{sum_received}{bits_per_second} : 0) / 1e6'
+}
 start_ispmon() {
-	ip netns exec "$NS_ROUTER" ./ispmon --interval 1s --no-ping --no-speedtest ${BENCH_ISPMON_ARGS:---lan-iface $ROUTER_LAN_IF} \
-		>/dev/null 2>"$TMP/ispmon.err" &
+	ip netns exec "$R" ./ispmon --iface wan0 --lan-iface lan0 --listen 127.0.0.1:$PORT \
+		--interval 1s --no-ping --no-speedtest "$@" >/dev/null 2>"$TMP/ispmon.err" &
 	ISPMON_PID=$!
-	for _ in $(seq 1 50); do
-		ip netns exec "$NS_ROUTER" curl -sf -o /dev/null http://127.0.0.1:8000/metrics && return 0
+	for _ in $(seq 1 300); do
+		grep -q 'msg="capabilities dropped"' "$TMP/ispmon.err" && return 0
+		kill -0 "$ISPMON_PID" 2>/dev/null || break
 		sleep 0.1
 	done
-	echo "bench: ispmon did not start: $(cat "$TMP/ispmon.err")" >&2
+	echo "bench: ispmon did not start: $(head -c 400 "$TMP/ispmon.err")" >&2
 	exit 1
 }
 stop_ispmon() {
@@ -51,85 +96,162 @@ stop_ispmon() {
 	wait "$ISPMON_PID"
 	ISPMON_PID=
 }
-# iperf3 upload from the device for SECS seconds: prints Mbit/s received.
-iperf_mbps() {
-	ip netns exec "$NS_LAN" iperf3 -c "$SRV_IP4" -p "$IPERF_PORT" -t "$SECS" -J 2>/dev/null |
-		awk -F'[:,]' '/"bits_per_second"/ { v = $2 } END { printf "%.1f\n", v / 1e6 }'
-}
-median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+scrape() { ip netns exec "$R" curl -sf "http://127.0.0.1:$PORT/metrics"; }
 
-echo "== forwarding throughput, $ROUNDS x ${SECS}s each way, alternating"
-: >"$TMP/with"
-: >"$TMP/without"
-for i in $(seq 1 "$ROUNDS"); do
-	iperf_mbps >>"$TMP/without"
-	start_ispmon
-	iperf_mbps >>"$TMP/with"
-	stop_ispmon
-done
-WITHOUT=$(median <"$TMP/without")
-WITH=$(median <"$TMP/with")
-RATIO=$(awk -v a="$WITH" -v b="$WITHOUT" 'BEGIN { printf "%.3f", (b > 0) ? a / b : 0 }')
-echo "without ispmon: $WITHOUT Mbit/s, with: $WITH Mbit/s, ratio $RATIO"
-
-echo "== real traffic: BPF run time per packet, daemon CPU, memory"
-STATS_OLD=$(sysctl -n kernel.bpf_stats_enabled)
-sysctl -qw kernel.bpf_stats_enabled=1
-start_ispmon
-cpu0=$(cut -d' ' -f1 /proc/$ISPMON_PID/schedstat) # ns on CPU, all threads
-MBPS=$(iperf_mbps)
-cpu1=$(cut -d' ' -f1 /proc/$ISPMON_PID/schedstat)
-bpftool -j prog show >"$TMP/progs.json"
-# ns per run of each ispmon program over the whole run
-# prog_runs NAME_REGEX: "run_time_ns run_cnt" summed over matching programs
-prog_runs() {
-	perl -MJSON::PP -e '
-		my $j = decode_json(do { local $/; <STDIN> });
-		my ($t, $n) = (0, 0);
-		for my $p (@$j) {
-			next unless ($p->{name} // "") =~ /$ARGV[0]/;
-			$t += $p->{run_time_ns} // 0;
-			$n += $p->{run_cnt} // 0;
-		}
-		print "$t $n\n";' "$1" <"$TMP/progs.json"
-}
-read -r t n <<<"$(prog_runs '^tc_(ingress|egress)$')"
-REAL_NS=$(awk -v t="$t" -v n="$n" 'BEGIN { printf "%.1f", n ? t / n : 0 }')
-REAL_PKTS=$n
-DAEMON_CPU_MS=$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { printf "%.2f", (b - a) / 1e6 }')
-CPU_PER_MBIT=$(awk -v c="$DAEMON_CPU_MS" -v m="$MBPS" -v s="$SECS" 'BEGIN { printf "%.5f", (m > 0) ? c / (m * s) : 0 }')
-ip netns exec "$NS_ROUTER" curl -sf http://127.0.0.1:8000/metrics >"$TMP/m.prom"
-MAP_BYTES=$(awk '/^ispmon_bpf_map_memory_bytes/ { t += $2 } END { print t + 0 }' "$TMP/m.prom")
-MAP_LOG=$(grep -o 'memory_bytes=[0-9]*' "$TMP/ispmon.err" | cut -d= -f2)
-RSS_KB=$(awk '/^VmRSS/ { print $2 }' /proc/$ISPMON_PID/status)
-for _ in $(seq 1 20); do
-	ip netns exec "$NS_ROUTER" curl -s -o /dev/null -w '%{time_total}\n' http://127.0.0.1:8000/metrics
-done >"$TMP/scrape"
-SCRAPE_MS=$(awk '{ print $1 * 1000 }' "$TMP/scrape" | median)
-SCRAPE_BYTES=$(wc -c <"$TMP/m.prom")
-stop_ispmon
-
-# The floor on the same traffic: the empty program on the same four hooks.
-for dev in "$ROUTER_WAN_IF" "$ROUTER_LAN_IF"; do
-	ip netns exec "$NS_ROUTER" tc qdisc add dev "$dev" clsact
-	for dir in ingress egress; do
-		ip netns exec "$NS_ROUTER" tc filter add dev "$dev" "$dir" bpf da \
-			obj build/bench_empty.bpf.o sec tc
+# --- 2. forwarding ratio ---------------------------------------------------------
+# Pairs alternate which run goes first, so that drift favours neither.
+for mode in on off; do
+	offloads $mode
+	: >"$TMP/ratio-$mode"
+	: >"$TMP/with-$mode"
+	: >"$TMP/without-$mode"
+	echo "== forwarding, offloads $mode: $PAIRS pairs of ${SECS}s runs"
+	for i in $(seq 1 "$PAIRS"); do
+		if [ $((i % 2)) = 1 ]; then
+			wo=$(iperf_mbps)
+			start_ispmon
+			w=$(iperf_mbps)
+			stop_ispmon
+		else
+			start_ispmon
+			w=$(iperf_mbps)
+			stop_ispmon
+			wo=$(iperf_mbps)
+		fi
+		echo "$w" >>"$TMP/with-$mode"
+		echo "$wo" >>"$TMP/without-$mode"
+		calc "%.3f\n" "($wo > 0) ? $w / $wo : 0" >>"$TMP/ratio-$mode"
+		echo "pair $i: without $wo Mbit/s, with $w Mbit/s, ratio $(tail -n1 "$TMP/ratio-$mode")"
 	done
 done
-iperf_mbps >/dev/null
-bpftool -j prog show >"$TMP/progs.json"
-read -r t n <<<"$(prog_runs '^tc_empty$')"
-FLOOR_NS=$(awk -v t="$t" -v n="$n" 'BEGIN { printf "%.1f", n ? t / n : 0 }')
-for dev in "$ROUTER_WAN_IF" "$ROUTER_LAN_IF"; do
-	ip netns exec "$NS_ROUTER" tc qdisc del dev "$dev" clsact
+for mode in on off; do
+	eval "RATIO_$mode=\$(median <\"\$TMP/ratio-$mode\")"
+	eval "SPREAD_$mode=\$(minmax <\"\$TMP/ratio-$mode\")"
+	eval "WITH_$mode=\$(median <\"\$TMP/with-$mode\")"
+	eval "WITHOUT_$mode=\$(median <\"\$TMP/without-$mode\")"
 done
+echo "ratio with/without: offloads on $RATIO_on ($SPREAD_on), off $RATIO_off ($SPREAD_off)"
+
+# --- 3. fixed offered load: BPF time per packet, CPU per Mbit/s ------------------
+STATS_OLD=$(sysctl -n kernel.bpf_stats_enabled)
+sysctl -qw kernel.bpf_stats_enabled=1
+# prog_stats IDS: "run_time_ns run_cnt" summed over those programs; per
+# program "id run_time_ns run_cnt" lines into $TMP/progs.now.
+prog_stats() {
+	local t=0 n=0 i line
+	: >"$TMP/progs.now"
+	for i in $1; do
+		line=$(bpftool -j prog show id "$i" 2>/dev/null |
+			perl -MJSON::PP -e 'my $p = decode_json(do { local $/; <STDIN> });
+				print(($p->{run_time_ns} // 0), " ", ($p->{run_cnt} // 0), "\n")')
+		echo "$i $line" >>"$TMP/progs.now"
+		t=$((t + ${line% *})) n=$((n + ${line#* }))
+	done
+	echo "$t $n"
+}
+# task_ns PID: CPU time of all of PID's threads, ns.
+task_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%.0f\n", s }'; }
+# load_run MODE IDS PID: one run at RATE; sets MBPS NS_PKT PKTS CPU_NS (BPF
+# + daemon when PID is given).
+load_run() {
+	local t0 n0 t1 n1 c0=0 c1=0
+	offloads "$1"
+	read -r t0 n0 <<<"$(prog_stats "$2")"
+	mv "$TMP/progs.now" "$TMP/progs.before"
+	[ -n "$3" ] && c0=$(task_ns "$3")
+	MBPS=$(iperf_mbps "$RATE")
+	[ -n "$3" ] && c1=$(task_ns "$3")
+	read -r t1 n1 <<<"$(prog_stats "$2")"
+	PKTS=$((n1 - n0))
+	NS_PKT=$(calc "%.1f" "$PKTS > 0 ? ($t1 - $t0) / $PKTS : 0")
+	CPU_NS=$((t1 - t0 + c1 - c0))
+	DAEMON_NS=$((c1 - c0))
+}
+echo "== fixed load $RATE: BPF run time per packet, CPU"
+start_ispmon
+IDS=$(bpf_ids "$ISPMON_PID" prog_id)
+# id -> "interface direction" of each attached program
+ip netns exec "$R" bpftool -j net show | perl -MJSON::PP -e '
+	my $j = decode_json(do { local $/; <STDIN> });
+	for my $e (@$j) { for my $t (@{ $e->{tc} // [] }) { my $k = $t->{kind}; $k =~ s{^clsact/}{};
+		print "$t->{id} $t->{devname} $k\n" } }' >"$TMP/hooks"
+for mode in off on; do
+	load_run $mode "$IDS" "$ISPMON_PID"
+	# ns per run of each program: "iface dir ns runs"
+	join <(sort "$TMP/hooks") <(join <(sort "$TMP/progs.before") <(sort "$TMP/progs.now")) |
+		awk '{ n = $7 - $5; printf "%s %s %.1f %d\n", $2, $3, n ? ($6 - $4) / n : 0, n }' |
+		sort >"$TMP/per-prog-$mode"
+	eval "MBPS_$mode=$MBPS NS_$mode=$NS_PKT PKTS_$mode=$PKTS"
+	eval "CPU_$mode=$CPU_NS DAEMON_$mode=$DAEMON_NS"
+done
+MAP16_LOG=$(grep -o 'memory_bytes=[0-9]*' "$TMP/ispmon.err" | cut -d= -f2)
+scrape >"$TMP/m16.prom"
+RSS_IDLE=$(awk '/^VmRSS/ { print $2 }' "/proc/$ISPMON_PID/status")
+stop_ispmon
+# The floor: the empty program on the same four hooks, same load (every tc
+# program in the router namespace is it now).
+for dev in wan0 lan0; do
+	ip netns exec "$R" tc qdisc add dev $dev clsact
+	for dir in ingress egress; do
+		ip netns exec "$R" tc filter add dev $dev $dir bpf da obj build/bench_empty.bpf.o sec tc
+	done
+done
+EIDS=$(ip netns exec "$R" bpftool -j net show | perl -MJSON::PP -e '
+	my $j = decode_json(do { local $/; <STDIN> });
+	for my $e (@$j) { for my $t (@{ $e->{tc} // [] }) { print "$t->{id}\n" } }' |
+	sort -u | tr '\n' ' ')
+for mode in off on; do
+	load_run $mode "$EIDS" ""
+	eval "FLOOR_$mode=$NS_PKT"
+done
+for dev in wan0 lan0; do ip netns exec "$R" tc qdisc del dev $dev clsact; done
 sysctl -qw kernel.bpf_stats_enabled="$STATS_OLD"
 STATS_OLD=
-echo "BPF: $REAL_NS ns per packet over $REAL_PKTS program runs at $MBPS Mbit/s (empty program: $FLOOR_NS ns)"
-echo "daemon CPU: $DAEMON_CPU_MS ms over ${SECS}s ($CPU_PER_MBIT ms per Mbit)"
-echo "maps: $MAP_LOG bytes in all (WAN + LAN instance), RSS ${RSS_KB} kB, scrape median $SCRAPE_MS ms for $SCRAPE_BYTES bytes"
+for mode in off on; do
+	eval "m=\$MBPS_$mode c=\$CPU_$mode d=\$DAEMON_$mode"
+	# CPU share of one core over the run, per 100 Mbit/s carried.
+	eval "CORE_$mode=\$(calc '%.2f' \"$m > 0 ? 100 * $c / ($SECS * 1e9) / ($m / 100) : 0\")"
+	eval "NSMBIT_$mode=\$(calc '%.0f' \"$m > 0 ? $c / ($m * $SECS) : 0\")"
+	eval "DMS_$mode=\$(calc '%.2f' \"$d / 1e6\")"
+done
+echo "MTU packets: ispmon $NS_off ns/packet, empty $FLOOR_off ns; GSO: $NS_on vs $FLOOR_on ns per aggregate"
+echo "CPU per 100 Mbit/s: $CORE_off % of a core (MTU), $CORE_on % (GSO)"
 
+# --- 4. memory, 1000 devices ------------------------------------------------------
+offloads on
+start_ispmon --max-flows 65536
+MAP64_LOG=$(grep -o 'memory_bytes=[0-9]*' "$TMP/ispmon.err" | cut -d= -f2)
+scrape >"$TMP/m64.prom"
+stop_ispmon
+mapb() { awk -v k="ispmon_bpf_map_memory_bytes{map=\"$2\"}" '$1 == k { print $2 }' "$1"; }
+
+make -s build/tests/lanflood >/dev/null || exit 1
+ip netns exec "$R" nft -f - <<-EOF || exit 1
+	table inet benchdrop {
+		chain pre {
+			type filter hook prerouting priority raw; policy accept;
+			iifname "lan0" udp dport 9 drop
+		}
+	}
+EOF
+start_ispmon --max-devices 1000
+ip netns exec "$L" ./build/tests/lanflood --iface eth0 --dst-mac "$(ip netns exec "$R" cat /sys/class/net/lan0/address)" \
+	--dst-ip 192.0.2.1 --devices 1000 --frames 3 --batch 100 --gap-ms 50 --src-net 192.0.2 >"$TMP/flood.out" || exit 1
+sleep 2.5
+scrape >"$TMP/m1k.prom"
+DEVS=$(awk '$1 == "ispmon_devices_seen" { print $2 }' "$TMP/m1k.prom")
+for _ in $(seq 1 20); do
+	ip netns exec "$R" curl -s -o /dev/null -w '%{time_total}\n' "http://127.0.0.1:$PORT/metrics"
+done >"$TMP/scrape"
+SCRAPE_MS=$(awk '{ print $1 * 1000 }' "$TMP/scrape" | median)
+SCRAPE_MAX=$(awk '{ print $1 * 1000 }' "$TMP/scrape" | sort -g | tail -n1)
+SCRAPE_BYTES=$(wc -c <"$TMP/m1k.prom")
+RSS_1K=$(awk '/^VmRSS/ { print $2 }' "/proc/$ISPMON_PID/status")
+stop_ispmon
+echo "maps: $MAP16_LOG bytes at 16384 flows, $MAP64_LOG at 65536; RSS $RSS_IDLE kB idle, $RSS_1K kB with $DEVS devices; scrape $SCRAPE_MS ms for $SCRAPE_BYTES bytes"
+
+# --- docs/benchmarks.md -------------------------------------------------------------
+kb() { calc "%.0f" "${1:-0} / 1024"; }
 mkdir -p docs
 {
 	echo "# ispmon benchmarks"
@@ -148,22 +270,79 @@ mkdir -p docs
 	echo "scale, the published figure for ePPing (passive RTT on tc) is 269-325 ns"
 	echo "per packet in production."
 	echo
-	echo "## Real forwarded traffic (emulated home network, no delay)"
+	echo "## Forwarding throughput with and without ispmon"
+	echo
+	echo "A kernel-only path: LAN namespace, router namespace (IPv4 forwarding,"
+	echo "ispmon on its WAN and LAN interfaces), WAN namespace with iperf3, plain"
+	echo "veths; a TCP upload for ${SECS}s per run, $PAIRS pairs of runs alternating"
+	echo "which goes first, ispmon started and stopped for each run with it."
+	echo
+	echo "| offloads | without ispmon, median | with ispmon, median | ratio with/without, median of pairs | spread (min-max) |"
+	echo "| --- | --- | --- | --- | --- |"
+	echo "| on (GSO/GRO aggregates) | $WITHOUT_on Mbit/s | $WITH_on Mbit/s | $RATIO_on | $SPREAD_on |"
+	echo "| off (MTU-size packets) | $WITHOUT_off Mbit/s | $WITH_off Mbit/s | $RATIO_off | $SPREAD_off |"
+	echo
+	verdict() { awk -v r="$1" 'BEGIN { print (r >= 0.98) ? "meets" : "misses" }'; }
+	echo "The target is a ratio of at least 0.98: this run $(verdict "$RATIO_on") it with"
+	echo "offloads ($RATIO_on) and $(verdict "$RATIO_off") it with MTU-size packets ($RATIO_off)."
+	echo "Every part of this path (iperf3 sender and receiver, forwarding in"
+	echo "softirq) runs on the same $(nproc) cores and keeps them busy, so the path is"
+	echo "CPU-bound and whatever ispmon spends per packet shows one to one as lost"
+	echo "throughput. At the rate reached without ispmon on MTU-size packets"
+	echo "($WITHOUT_off Mbit/s), ispmon's measured cost ($NSMBIT_off ns of CPU per Mbit, next"
+	echo "section) comes to $(calc '%.0f' "$NSMBIT_off * $WITHOUT_off / 1e7")% of one core, taken from the same cores."
+	echo "With offloads the programs run once per aggregate of up to 64 kB and"
+	echo "the cost disappears in this shared machine's noise (see the spread). On"
+	echo "a router the forwarding CPU is not shared with the endpoints, and a home"
+	echo "line carries a small fraction of these rates: at 1 Gbit/s of MTU-size"
+	echo "packets the same cost is $(calc '%.0f' "$NSMBIT_off * 1000 / 1e7")% of a core."
+	echo
+	echo "## Real traffic at a fixed offered load ($RATE TCP, ${SECS}s, kernel.bpf_stats_enabled)"
+	echo
+	echo "| figure | MTU-size packets | GSO aggregates |"
+	echo "| --- | --- | --- |"
+	echo "| carried | $MBPS_off Mbit/s | $MBPS_on Mbit/s |"
+	echo "| ispmon BPF run time per program run | $NS_off ns ($PKTS_off runs) | $NS_on ns ($PKTS_on runs) |"
+	echo "| the empty TC program, same hooks and load | $FLOOR_off ns | $FLOOR_on ns |"
+	echo "| ispmon over the empty program | $(calc '%.1f' "$NS_off - $FLOOR_off") ns | $(calc '%.1f' "$NS_on - $FLOOR_on") ns |"
+	echo "| daemon CPU (user+sys, all threads) | $DMS_off ms | $DMS_on ms |"
+	echo "| ispmon CPU (BPF + daemon) per Mbit carried | $NSMBIT_off ns | $NSMBIT_on ns |"
+	echo "| ispmon CPU per 100 Mbit/s, share of one core | $CORE_off % | $CORE_on % |"
+	echo
+	echo "Per program (MTU-size packets; an upload crosses LAN ingress and WAN"
+	echo "egress, its ACKs WAN ingress and LAN egress):"
+	echo
+	echo "| interface | hook | ns per run | runs |"
+	echo "| --- | --- | --- | --- |"
+	awk '{ printf "| %s | %s | %s | %s |\n", ($1 == "wan0" ? "WAN" : "LAN"), $2, $3, $4 }' "$TMP/per-prog-off"
+	echo
+	over=$(calc '%.0f' "$NS_off - $FLOOR_off")
+	echo "On this real traffic ispmon costs $over ns per program run over the empty"
+	echo "program (MTU-size packets), $(awk -v o="$over" 'BEGIN { print (o < 100) ? "within" : "above" }') the 100 ns target (the"
+	echo "micro-benchmark above runs the same programs on one hot packet and flow"
+	echo "entry: no cache misses, no map growth); the pure-ACK hooks cost most per run (the RTT"
+	echo "match: lookup and delete in the pending table, histogram updates) but run"
+	echo "for a small share of the packets."
+	echo
+	echo "bpf_stats times the program alone; on real traffic the packet's headers"
+	echo "are often not in cache yet and the maps are larger than in the"
+	echo "micro-benchmark, so both programs cost more than under prog_test_run."
+	echo
+	echo "## Memory and the web endpoint"
 	echo
 	echo "| figure | value |"
 	echo "| --- | --- |"
-	echo "| iperf3 upload through the router without ispmon (median of $ROUNDS x ${SECS}s) | $WITHOUT Mbit/s |"
-	echo "| the same with ispmon on WAN and LAN interfaces | $WITH Mbit/s |"
-	echo "| throughput ratio with/without (target >= 0.98) | $RATIO |"
-	echo "| BPF run time per packet (kernel.bpf_stats_enabled, all ispmon programs) | $REAL_NS ns over $REAL_PKTS runs |"
-	echo "| the empty TC program on the same hooks and traffic | $FLOOR_NS ns |"
-	echo "| daemon CPU (user+sys) during ${SECS}s at $MBPS Mbit/s | $DAEMON_CPU_MS ms ($CPU_PER_MBIT ms per Mbit) |"
-	echo "| kernel map memory (WAN + one LAN instance) | $MAP_LOG bytes |"
-	echo "| daemon RSS | $RSS_KB kB |"
-	echo "| /metrics scrape, median of 20 | $SCRAPE_MS ms for $SCRAPE_BYTES bytes |"
+	echo "| kernel map memory, WAN + one LAN interface, default 16384 flows | $MAP16_LOG bytes ($(kb "$MAP16_LOG") kB) |"
+	echo "| of which flow_state + pending | $(( $(mapb "$TMP/m16.prom" flow_state) + $(mapb "$TMP/m16.prom" pending) )) bytes |"
+	echo "| kernel map memory, WAN + one LAN interface, --max-flows 65536 | $MAP64_LOG bytes ($(kb "$MAP64_LOG") kB) |"
+	echo "| of which flow_state + pending | $(( $(mapb "$TMP/m64.prom" flow_state) + $(mapb "$TMP/m64.prom" pending) )) bytes |"
+	echo "| of which the LAN device table ($(nproc) CPUs: 1024 + 128 per CPU entries, per-CPU values) | $(mapb "$TMP/m64.prom" devices) bytes |"
+	echo "| daemon RSS, idle | $RSS_IDLE kB |"
+	echo "| daemon RSS with $DEVS LAN devices (--max-devices 1000) | $RSS_1K kB |"
+	echo "| /metrics scrape with $DEVS devices, median / max of 20 | $SCRAPE_MS / $SCRAPE_MAX ms for $SCRAPE_BYTES bytes |"
 	echo
-	echo "The path's bottleneck is the testbed's userspace delay lines (they forward"
-	echo "every frame even at 0 ms), so the ratio shows ispmon's effect on a"
-	echo "CPU-bound 2-core box, where its per-packet work competes with forwarding."
+	echo "Map memory is what the kernel charges (memlock in fdinfo). The flow"
+	echo "tables are LRU hash maps, which the kernel allocates whole at creation:"
+	echo "the figure at 65536 entries is the memory with 65536 flows tracked."
 } >"$OUT"
 echo "wrote $OUT"

@@ -10,11 +10,19 @@
  *     the server closes)
  *   - every 256 inputs, a plain GET /metrics still gets the page (the
  *     server survived and kept serving)
+ * Inputs of odd length go to a second server with basic auth on (a
+ * --web-config with user "fuzz", password "pw"):
+ *   - it answers 200 only to an input with a base64 run in it that
+ *     decodes to that user's credentials "fuzz:pw" (decoded as leniently as
+ *     a server may: "ZnV6ejpwdx==" is the same): no way around the check
+ *   - every 256 inputs, it still refuses a GET without credentials (401
+ *     with WWW-Authenticate) and serves one with them
  * Crashes and sanitizer reports in ispmon's handler (and anything it
  * hands libmicrohttpd) are caught as usual.
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdint.h>
@@ -29,13 +37,19 @@
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
+#include "webconfig.h"
+
+/* bcrypt (cost 4) of "pw"; "fuzz:pw" in base64 */
+#define AUTH_HASH "$2b$04$5zUh4EeJcFFw13xG44ecKeUp7PSIujUU/7.ihup1LGcd2aeW5j/tm"
+#define AUTH_TOKEN "ZnV6ejpwdw=="
 
 #define PAGE "# HELP ispmon_build_info fuzz\n# TYPE ispmon_build_info gauge\n" \
 	     "ispmon_build_info{version=\"fuzz\"} 1\n"
 
 static struct metrics_store store;
-static struct http_server *srv;
-static struct sockaddr_in addr;
+static struct http_server *srv, *asrv;
+static struct web_config *web;
+static struct sockaddr_in addr, aaddr;
 static unsigned long inputs;
 
 static void fail(const char *what)
@@ -70,12 +84,34 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		snprintf(text, sizeof(text), "127.0.0.1:%d", port);
 		if (parse_listen(text, &la))
 			fail("parse_listen");
-		if (!http_server_start(&la, &store, &srv))
+		if (!http_server_start(&la, &store, NULL, &srv))
 			addr = *(struct sockaddr_in *)&la.ss;
 	}
 	if (!srv)
 		fail("no free port in 18090..18189 for the server");
-	fprintf(stderr, "fuzz_http: serving on 127.0.0.1:%u\n", ntohs(addr.sin_port));
+	{
+		char path[] = "/tmp/fuzz_http_web.XXXXXX", err[256];
+		int fd = mkstemp(path);
+		static const char cfg[] = "basic_auth_users:\n  fuzz: " AUTH_HASH "\n";
+
+		if (fd < 0 || write(fd, cfg, sizeof(cfg) - 1) != (ssize_t)(sizeof(cfg) - 1))
+			fail("write the web config");
+		close(fd);
+		if (webconfig_load(path, &web, err, sizeof(err)))
+			fail(err);
+		unlink(path);
+	}
+	for (int port = ntohs(addr.sin_port) + 1; port < 18190 && !asrv; port++) {
+		snprintf(text, sizeof(text), "127.0.0.1:%d", port);
+		if (parse_listen(text, &la))
+			fail("parse_listen");
+		if (!http_server_start(&la, &store, web, &asrv))
+			aaddr = *(struct sockaddr_in *)&la.ss;
+	}
+	if (!asrv)
+		fail("no free port for the server with basic auth");
+	fprintf(stderr, "fuzz_http: serving on 127.0.0.1:%u, with basic auth on :%u\n",
+		ntohs(addr.sin_port), ntohs(aaddr.sin_port));
 	return 0;
 }
 
@@ -112,7 +148,8 @@ static size_t response_len(const char *out, size_t got)
  * cap - 1, NUL-terminated), or -1 if an answer began but did not end
  * within 3 s.
  */
-static ssize_t exchange(const uint8_t *req, size_t n, char *out, size_t cap)
+static ssize_t exchange(const struct sockaddr_in *to, const uint8_t *req, size_t n, char *out,
+			size_t cap)
 {
 	double start = now_s();
 	size_t got = 0, sent = 0;
@@ -120,7 +157,7 @@ static ssize_t exchange(const uint8_t *req, size_t n, char *out, size_t cap)
 
 	if (fd < 0)
 		fail("socket");
-	if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)))
+	if (connect(fd, (const struct sockaddr *)to, sizeof(*to)))
 		fail("connect: the server is gone");
 	while (sent < n && now_s() < start + 1) {
 		struct pollfd p = {.fd = fd, .events = POLLOUT};
@@ -177,10 +214,49 @@ static ssize_t exchange(const uint8_t *req, size_t n, char *out, size_t cap)
 	return (ssize_t)got;
 }
 
+static int b64val(uint8_t c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	return c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+/* Whether some maximal base64 run in data decodes to "fuzz:pw" (bits
+ * past the last whole byte ignored). */
+static bool has_credentials(const uint8_t *data, size_t size)
+{
+	for (size_t i = 0; i < size; i++) {
+		uint8_t out[8];
+		size_t n = 0, j;
+		unsigned acc = 0, bits = 0;
+
+		if (b64val(data[i]) < 0 || (i && b64val(data[i - 1]) >= 0))
+			continue;
+		for (j = i; j < size && b64val(data[j]) >= 0 && n <= 7; j++) {
+			acc = acc << 6 | (unsigned)b64val(data[j]);
+			bits += 6;
+			if (bits >= 8) {
+				bits -= 8;
+				out[n++] = (uint8_t)(acc >> bits);
+			}
+		}
+		if (n == 7 && !memcmp(out, "fuzz:pw", 7) && (j == size || b64val(data[j]) < 0))
+			return true;
+	}
+	return false;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static char out[65536];
 	static const char plain[] = "GET /metrics HTTP/1.0\r\n\r\n";
+	static const char authed[] = "GET /metrics HTTP/1.0\r\nAuthorization: Basic " AUTH_TOKEN
+				     "\r\n\r\n";
+	bool with_auth = size & 1, has_token = has_credentials(data, size);
 	uint8_t *req = malloc(size + 4);
 	ssize_t n;
 
@@ -194,17 +270,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		memcpy(req + size, "\r\n\r\n", 4);
 		size += 4;
 	}
-	n = exchange(req, size, out, sizeof(out));
+	n = exchange(with_auth ? &aaddr : &addr, req, size, out, sizeof(out));
 	free(req);
 	if (n < 0)
 		fail("an answer began but did not end within 3 s");
 	if (n > 0 && (n < 12 || strncmp(out, "HTTP/1.", 7) || out[8] != ' '))
 		fail("an answer without an HTTP/1.x status line");
+	if (with_auth && n > 0 && !has_token && !strncmp(out + 9, "200", 3))
+		fail("basic auth on: 200 to a request without the credentials");
 	if (++inputs % 256 == 0) {
-		n = exchange((const uint8_t *)plain, sizeof(plain) - 1, out, sizeof(out));
+		n = exchange(&addr, (const uint8_t *)plain, sizeof(plain) - 1, out, sizeof(out));
 		if (n < 12 || strncmp(out + 9, "200", 3) ||
 		    !strstr(out, "ispmon_build_info{version=\"fuzz\"} 1"))
 			fail("a plain GET /metrics no longer gets the page");
+		n = exchange(&aaddr, (const uint8_t *)plain, sizeof(plain) - 1, out, sizeof(out));
+		if (n < 12 || strncmp(out + 9, "401", 3) ||
+		    !strstr(out, "WWW-Authenticate: Basic realm=\"ispmon\""))
+			fail("basic auth on: a GET without credentials is not refused with 401");
+		n = exchange(&aaddr, (const uint8_t *)authed, sizeof(authed) - 1, out, sizeof(out));
+		if (n < 12 || strncmp(out + 9, "200", 3) ||
+		    !strstr(out, "ispmon_build_info{version=\"fuzz\"} 1"))
+			fail("basic auth on: a GET with the credentials no longer gets the page");
 	}
 	return 0;
 }

@@ -107,6 +107,15 @@ static void test_config(void)
 	check(r == CONFIG_RUN && cfg.n_lan == 2 && !strcmp(cfg.lan_iface[1], "wlan0") &&
 		      cfg.max_devices == 0,
 	      "--lan-iface repeats, --max-devices 0 turns devices off");
+	check(cfg.max_flows == 16384 && !cfg.web_config, "defaults: 16384 flows, no web config");
+	r = parse(err, sizeof(err), &cfg, "--max-flows", "65536", "--web-config", "/etc/w.yml",
+		  (char *)NULL);
+	check(r == CONFIG_RUN && cfg.max_flows == 65536 && !strcmp(cfg.web_config, "/etc/w.yml"),
+	      "--max-flows 65536 --web-config FILE");
+	r = parse(err, sizeof(err), &cfg, "--max-flows", "1024", (char *)NULL);
+	check(r == CONFIG_RUN && cfg.max_flows == 1024, "--max-flows 1024, the smallest");
+	r = parse(err, sizeof(err), &cfg, "--max-flows", "1048576", (char *)NULL);
+	check(r == CONFIG_RUN && cfg.max_flows == 1048576, "--max-flows 1048576, the largest");
 	r = parse(err, sizeof(err), &cfg, "--lan-iface", "a", "--lan-iface", "b", "--lan-iface",
 		  "c", "--lan-iface", "d", "--lan-iface", "e", (char *)NULL);
 	check(r == -EINVAL && strstr(err, "at most 4"), "at most 4 LAN interfaces (%s)", err);
@@ -137,6 +146,11 @@ static void test_config(void)
 		{"--ping-timeout", "0", "invalid --ping-timeout '0'"},
 		{"--ping-timeout", "31s", "invalid --ping-timeout"},
 		{"--ping-target", NULL, "needs a value"},
+		{"--max-flows", "1023", "invalid --max-flows '1023' (want 1024 to 1048576)"},
+		{"--max-flows", "1048577", "invalid --max-flows"},
+		{"--max-flows", "-5", "invalid --max-flows"},
+		{"--max-flows", "64k", "invalid --max-flows"},
+		{"--web-config", "", "--web-config needs a file name"},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		err[0] = 0;
