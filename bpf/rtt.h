@@ -54,10 +54,12 @@ const volatile __u64 rtt_rate_limit_ns = 10 * 1000 * 1000;
  * leaving towards the device closes a request that went to the internet). */
 const volatile bool lan_side = false;
 
-/* Where a sample is taken: its leg and, on a LAN interface, its device. */
+/* Where a sample is taken: its leg and, on a LAN interface, its device
+ * (looked up only when a sample is taken: most packets give none). */
 struct rtt_at {
 	__u32 leg;
-	struct ispmon_dev_stats *dev;
+	bool has_dev;
+	struct ispmon_dev_key dk;
 };
 
 struct {
@@ -136,7 +138,7 @@ static __always_inline void rtt_sample(const struct rtt_at *at, __u32 method, __
 	__u32 series = leg * ISPMON_M_MAX + method;
 	__u32 bucket = ispmon_rtt_bucket(rtt_ns / 1000);
 	__u32 idx = series * ISPMON_RTT_BUCKETS + bucket;
-	struct ispmon_dev_stats *dev = at->dev;
+	struct ispmon_dev_stats *dev = at->has_dev ? bpf_map_lookup_elem(&devices, &at->dk) : NULL;
 	struct ispmon_rtt_counters *c;
 	struct ispmon_rtt_sum *s;
 	__u64 *n;
@@ -579,12 +581,8 @@ __noinline int rtt_handle(struct __sk_buff *skb, __u64 l3_off, __u64 l4_off,
 	p.l4_proto = meta & 0xff;
 	if (!rtt_key(data, data_end, &p, &p.key, family))
 		return 0;
-	if (lan_side) {
-		struct ispmon_dev_key dk = {};
-
-		if (dev_key(data, data_end, &p.key, ingress, (meta >> 17) & 1, &dk))
-			at.dev = bpf_map_lookup_elem(&devices, &dk);
-	}
+	if (lan_side)
+		at.has_dev = dev_key(data, data_end, &p.key, ingress, (meta >> 17) & 1, &at.dk);
 	switch (p.l4_proto) {
 	case IPPROTO_TCP:
 		rtt_tcp(skb, data, data_end, &p, &at, &now);
