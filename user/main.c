@@ -35,6 +35,7 @@
 #include "report.h"
 #include "rtt.h"
 #include "tc.h"
+#include "tcpsock.h"
 
 #define EXIT_USAGE 2
 #define KERNEL_BTF "/sys/kernel/btf/vmlinux"
@@ -64,6 +65,7 @@ struct ispmon {
 	struct report report;
 	struct ping *ping;
 	struct speedtest *speed;
+	struct tcpsock *tcp; /* the router's own TCP sockets, NULL: no hooks */
 	/* What the speed-test thread asks of the line: guarded by line_lock,
 	 * written by the collector (main thread). */
 	pthread_mutex_t line_lock;
@@ -308,6 +310,10 @@ static void collect(struct ispmon *m, double *last)
 		capacity_interval(m->capacity, t,
 				  rtt_reader_interval_median(m->rtt, ISPMON_LEG_WAN));
 	}
+	if (m->tcp && (err = tcpsock_collect(m->tcp, t))) {
+		m->report.collect_errors++;
+		log_warn("cannot read the TCP socket maps", "err=\"%s\"", strerror(-err));
+	}
 	if (m->devices) {
 		for (unsigned i = 1; i < m->n_hooks; i++)
 			devices_read(m->devices, bpf_map__fd(m->hooks[i].skel->maps.devices));
@@ -389,6 +395,29 @@ static double line_busy(void *ctx)
 	return share;
 }
 
+/* Latency under load as the kernel sees the test's own connections. */
+static void speed_rtt_conn(void *ctx, enum speedtest_dir dir, const char *local_ip,
+			   int local_port, const char *remote_ip, int remote_port)
+{
+	tcpsock_watch_add(((struct ispmon *)ctx)->tcp, dir, local_ip, local_port, remote_ip,
+			  remote_port);
+}
+
+static void speed_rtt_begin(void *ctx, enum speedtest_dir dir)
+{
+	tcpsock_watch_begin(((struct ispmon *)ctx)->tcp, dir);
+}
+
+static double speed_rtt_end(void *ctx, enum speedtest_dir dir, int64_t *retransmits)
+{
+	uint64_t n;
+	double rtt;
+
+	tcpsock_watch_end(((struct ispmon *)ctx)->tcp, dir, dir == SPEEDTEST_DOWNLOAD, &rtt, &n);
+	*retransmits = (int64_t)n;
+	return rtt;
+}
+
 static void speed_setup(struct ispmon *m)
 {
 	struct speedtest_hooks hooks = {.ctx = m, .line_busy = line_busy};
@@ -396,6 +425,12 @@ static void speed_setup(struct ispmon *m)
 
 	if (!m->cfg.speed.interval_s)
 		return;
+	if (m->tcp) {
+		hooks.rtt_conn = speed_rtt_conn;
+		hooks.rtt_begin = speed_rtt_begin;
+		hooks.rtt_end = speed_rtt_end;
+		hooks.rtt_source = "kernel";
+	}
 	err = speedtest_new(&m->cfg.speed, &hooks, &m->speed);
 	if (!err)
 		err = speedtest_start(m->speed);
@@ -533,6 +568,9 @@ static void teardown(struct ispmon *m)
 	ping_stop(m->ping);
 	m->ping = NULL;
 	m->report.ping = NULL;
+	tcpsock_free(m->tcp);
+	m->tcp = NULL;
+	m->report.tcp = NULL;
 	for (unsigned i = 0; i < m->n_hooks; i++)
 		tc_detach(&m->hooks[i].tc);
 	http_server_stop(m->http);
@@ -622,6 +660,8 @@ int main(int argc, char **argv)
 		err = capacity_new(&m.capacity);
 	if (!err)
 		err = setup_fds(&m);
+	if (!err)
+		err = tcpsock_start(m.cfg.tcp_hooks, m.cfg.btf_path, &m.tcp);
 	for (unsigned i = 0; !err && i < m.n_hooks; i++)
 		err = attach_hook(&m.hooks[i]);
 	if (err) {
@@ -641,6 +681,7 @@ int main(int argc, char **argv)
 	for (unsigned i = 1; i < m.n_hooks; i++)
 		m.report.lan_ifaces[m.report.n_lan++] = m.hooks[i].nif.name;
 	m.report.devices = m.devices;
+	m.report.tcp = m.tcp;
 	m.report.capacity = m.capacity;
 	m.report.plan_Bps[0] = m.cfg.plan_Bps[0];
 	m.report.plan_Bps[1] = m.cfg.plan_Bps[1];

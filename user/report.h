@@ -14,6 +14,7 @@
 #include "ping.h"
 #include "rtt.h"
 #include "speedtest.h"
+#include "tcpsock.h"
 
 struct report {
 	const char *version;
@@ -37,6 +38,7 @@ struct report {
 	const struct capacity *capacity;
 	double plan_Bps[ISPMON_DIR_MAX];
 	struct ping *ping;             /* NULL without ping probes */
+	const struct tcpsock *tcp;     /* NULL without the TCP socket hooks */
 	/* LAN interfaces watched, besides iface. */
 	unsigned n_lan;
 	const char *lan_ifaces[CONFIG_MAX_LAN];
