@@ -231,35 +231,51 @@ static int attach_hook(struct hook *h)
 	return 0;
 }
 
-/* Kernel memory per map, as the kernel accounts it in fdinfo. */
+/* Kernel memory of one map, as the kernel accounts it in fdinfo. */
+static uint64_t map_memlock(const struct bpf_map *map)
+{
+	char path[64], line[128];
+	unsigned long long v = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", bpf_map__fd(map));
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "memlock: %llu", &v) == 1)
+			break;
+	fclose(f);
+	return v;
+}
+
+/* Kernel memory per map: the TC programs' (once per interface) and the TCP
+ * hooks'. */
 static void map_memory(struct ispmon *m)
 {
+	const size_t cap = sizeof(m->report.map_names) / sizeof(m->report.map_names[0]);
 	struct bpf_map *map;
-	uint64_t total = 0;
+	uint64_t total = 0, tcp = 0;
 
 	bpf_object__for_each_map(map, m->hooks[0].skel->obj) {
-		char path[64], line[128];
-		unsigned long long v = 0;
-		FILE *f;
-
-		if (m->report.n_maps >= sizeof(m->report.map_names) / sizeof(m->report.map_names[0]))
+		if (m->report.n_maps >= cap)
 			break;
-		snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", bpf_map__fd(map));
-		f = fopen(path, "r");
-		if (!f)
-			continue;
-		while (fgets(line, sizeof(line), f))
-			if (sscanf(line, "memlock: %llu", &v) == 1)
-				break;
-		fclose(f);
 		m->report.map_names[m->report.n_maps] = bpf_map__name(map);
-		m->report.map_bytes[m->report.n_maps++] = v;
-		total += v;
+		m->report.map_bytes[m->report.n_maps] = map_memlock(map);
+		total += m->report.map_bytes[m->report.n_maps++];
 	}
 	/* Each LAN interface has the same maps again. */
 	total *= m->n_hooks;
+	if (m->tcp)
+		bpf_object__for_each_map(map, tcpsock_object(m->tcp)) {
+			if (m->report.n_maps >= cap)
+				break;
+			m->report.map_names[m->report.n_maps] = bpf_map__name(map);
+			m->report.map_bytes[m->report.n_maps] = map_memlock(map);
+			tcp += m->report.map_bytes[m->report.n_maps++];
+		}
 	log_info("bpf maps", "maps=%u interfaces=%u memory_bytes=%llu", m->report.n_maps,
-		 m->n_hooks, (unsigned long long)total);
+		 m->n_hooks, (unsigned long long)(total + tcp));
 }
 
 static int rtt_setup(struct ispmon *m)

@@ -99,6 +99,11 @@ const char *tcpsock_attach_name(const struct tcpsock *t)
 	return tcpsock_rung_name(t->rung);
 }
 
+struct bpf_object *tcpsock_object(const struct tcpsock *t)
+{
+	return t->skel->obj;
+}
+
 /* ---- the ladder ---- */
 
 static struct bpf_program **rung_progs(struct sock_bpf *s, enum tcpsock_rung r, unsigned i)
@@ -197,8 +202,10 @@ int tcpsock_start(enum tcpsock_mode mode, const char *btf_path, struct tcpsock *
 	int err;
 
 	*out = NULL;
-	if (!n)
+	if (!n) {
+		log_info("tcp hooks", "mode=off");
 		return 0;
+	}
 	err = netns_inode(&ino);
 	if (err) {
 		log_error("cannot read the network namespace (/proc/self/ns/net)", "err=\"%s\"",

@@ -65,6 +65,7 @@ const char *tcpsock_rung_name(enum tcpsock_rung r);
 unsigned tcpsock_ladder(enum tcpsock_mode mode, enum tcpsock_rung out[TCPSOCK_RUNGS]);
 
 struct tcpsock;
+struct bpf_object;
 
 /*
  * Load and attach the first rung of mode's ladder that works. 0 with *out
@@ -76,6 +77,8 @@ int tcpsock_start(enum tcpsock_mode mode, const char *btf_path, struct tcpsock *
 void tcpsock_free(struct tcpsock *t); /* detaches everything */
 /* The rung in use ("tp_btf", ...). */
 const char *tcpsock_attach_name(const struct tcpsock *t);
+/* The loaded object (its maps, for their memory). */
+struct bpf_object *tcpsock_object(const struct tcpsock *t);
 
 /* Read the kernel's stats; now_s is CLOCK_MONOTONIC seconds. */
 int tcpsock_collect(struct tcpsock *t, double now_s);
