@@ -255,7 +255,7 @@ static void map_memory(struct ispmon *m)
 {
 	const size_t cap = sizeof(m->report.map_names) / sizeof(m->report.map_names[0]);
 	struct bpf_map *map;
-	uint64_t total = 0, tcp = 0;
+	uint64_t total = 0;
 
 	bpf_object__for_each_map(map, m->hooks[0].skel->obj) {
 		if (m->report.n_maps >= cap)
@@ -272,10 +272,10 @@ static void map_memory(struct ispmon *m)
 				break;
 			m->report.map_names[m->report.n_maps] = bpf_map__name(map);
 			m->report.map_bytes[m->report.n_maps] = map_memlock(map);
-			tcp += m->report.map_bytes[m->report.n_maps++];
+			total += m->report.map_bytes[m->report.n_maps++];
 		}
 	log_info("bpf maps", "maps=%u interfaces=%u memory_bytes=%llu", m->report.n_maps,
-		 m->n_hooks, (unsigned long long)(total + tcp));
+		 m->n_hooks, (unsigned long long)total);
 }
 
 static int rtt_setup(struct ispmon *m)
