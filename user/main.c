@@ -429,8 +429,8 @@ static double speed_rtt_end(void *ctx, enum speedtest_dir dir, int64_t *retransm
 	uint64_t n;
 	double rtt;
 
-	tcpsock_watch_end(((struct ispmon *)ctx)->tcp, dir, dir == SPEEDTEST_DOWNLOAD, &rtt, &n);
-	*retransmits = (int64_t)n;
+	if (tcpsock_watch_end(((struct ispmon *)ctx)->tcp, dir, dir == SPEEDTEST_DOWNLOAD, &rtt, &n))
+		*retransmits = (int64_t)n;
 	return rtt;
 }
 

@@ -569,7 +569,12 @@ static void set_watching(struct tcpsock *t)
 
 	for (unsigned i = 0; i < TCPSOCK_WATCH_SLOTS; i++)
 		n += t->slots[i].n;
+	__u32 zero = 0;
+
 	t->skel->bss->watching = n;
+	/* Through the map too: where the kernel cannot mmap arrays, libbpf's
+	 * bss is a private copy. */
+	bpf_map_update_elem(bpf_map__fd(t->skel->maps.bss), &zero, t->skel->bss, BPF_ANY);
 }
 
 int tcpsock_watch_add(struct tcpsock *t, unsigned slot, const char *local_ip, int local_port,
@@ -616,9 +621,10 @@ void tcpsock_watch_begin(struct tcpsock *t, unsigned slot)
 	pthread_mutex_unlock(&t->watch_lock);
 }
 
-void tcpsock_watch_end(struct tcpsock *t, unsigned slot, bool receiving, double *rtt_s,
+bool tcpsock_watch_end(struct tcpsock *t, unsigned slot, bool receiving, double *rtt_s,
 		       uint64_t *retransmits)
 {
+	bool measured = false;
 	struct ispmon_tcp_stats *now;
 	struct watch_slot *w;
 	unsigned first = receiving ? ISPMON_TCP_RCV_RTT : ISPMON_TCP_SRTT;
@@ -626,7 +632,7 @@ void tcpsock_watch_end(struct tcpsock *t, unsigned slot, bool receiving, double 
 	*rtt_s = NAN;
 	*retransmits = 0;
 	if (slot >= TCPSOCK_WATCH_SLOTS)
-		return;
+		return false;
 	now = calloc(1, sizeof(*now));
 	pthread_mutex_lock(&t->watch_lock);
 	w = &t->slots[slot];
@@ -638,6 +644,7 @@ void tcpsock_watch_end(struct tcpsock *t, unsigned slot, bool receiving, double 
 		if (isnan(*rtt_s))
 			*rtt_s = hist_quantile(now->rtt_hist[!first], 0.5);
 		*retransmits = now->retrans_segs;
+		measured = true;
 	}
 	for (unsigned i = 0; i < w->n; i++)
 		bpf_map_delete_elem(bpf_map__fd(t->skel->maps.watch), &w->tuples[i]);
@@ -646,4 +653,5 @@ void tcpsock_watch_end(struct tcpsock *t, unsigned slot, bool receiving, double 
 	set_watching(t);
 	pthread_mutex_unlock(&t->watch_lock);
 	free(now);
+	return measured;
 }

@@ -93,13 +93,14 @@ void tcpsock_render_attach(const struct tcpsock *t, struct mbuf *b);
  * period, end returns the median of the RTT samples its connections gave
  * in between (the receiver's estimate when receiving, else srtt; the other
  * when the first has none; NaN when neither) and the segments they
- * retransmitted meanwhile, and forgets the slot's connections.
+ * retransmitted meanwhile (false: nothing measured, begin failed or was
+ * not called), and forgets the slot's connections.
  */
 #define TCPSOCK_WATCH_SLOTS ISPMON_TCP_WATCH_GROUPS
 int tcpsock_watch_add(struct tcpsock *t, unsigned slot, const char *local_ip, int local_port,
 		      const char *remote_ip, int remote_port);
 void tcpsock_watch_begin(struct tcpsock *t, unsigned slot);
-void tcpsock_watch_end(struct tcpsock *t, unsigned slot, bool receiving, double *rtt_s,
+bool tcpsock_watch_end(struct tcpsock *t, unsigned slot, bool receiving, double *rtt_s,
 		       uint64_t *retransmits);
 
 /* ---- pure helpers, exported for the unit tests ---- */
