@@ -37,7 +37,7 @@ USER_SRCS  := $(wildcard user/*.c)
 USER_OBJS  := $(patsubst user/%.c,$(OUT)/user/%.o,$(USER_SRCS))
 # Modules unit-tested without BPF or network: everything but main and the
 # parts that need a kernel.
-UNIT_MODS  := config log metrics netif report rtt devices ping speedtest capacity
+UNIT_MODS  := config log metrics netif report rtt devices ping speedtest capacity tcpsock
 UNIT_SRCS  := $(addprefix user/,$(addsuffix .c,$(UNIT_MODS)))
 
 .PHONY: all run test unit lint clean deps tools bench
@@ -79,7 +79,7 @@ $(OUT)/tests/fuzz_tc: tests/unit/fuzz_tc.c tests/unit/pkt.h $(SKELS) headers/flo
 $(OUT)/tests/test_speedtest: tests/unit/test_speedtest.c tests/unit/tap.h user/speedtest.c user/metrics.c user/log.c $(wildcard user/*.h) | $(OUT)/tests
 	$(CC) $(CFLAGS) $(SAN_FLAGS) $< user/speedtest.c user/metrics.c user/log.c -o $@ $(LDLIBS)
 
-$(OUT)/tests/test_user: tests/unit/test_user.c tests/unit/tap.h $(UNIT_SRCS) $(wildcard user/*.h) | $(OUT)/tests
+$(OUT)/tests/test_user: tests/unit/test_user.c tests/unit/tap.h $(UNIT_SRCS) $(wildcard user/*.h) $(SKELS) | $(OUT)/tests
 	$(CC) $(CFLAGS) $(SAN_FLAGS) $< $(UNIT_SRCS) -o $@ $(LDLIBS)
 
 tools:

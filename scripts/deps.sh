@@ -13,6 +13,8 @@ PKGS=(
 	# tests: testbed, traffic, metric checks
 	iproute2 nftables ethtool iperf3 curl iputils-ping procps psmisc
 	prometheus openssl file
+	# tests/test_kprobe_vm.sh: Debian's 6.1 kernel under qemu with a busybox initramfs
+	qemu-system-x86 busybox-static cpio
 	# make bench (JSON::PP reads bpftool's output)
 	perl
 	# operations stack: rules/alerts (promtool, amtool), dashboards and compose checks

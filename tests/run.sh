@@ -22,6 +22,8 @@ declare -A SUITES=(
 	[e2e]="bash tests/test_e2e_counters.sh"
 	[e2e-rtt]="bash tests/test_e2e_rtt.sh"
 	[e2e-ping]="bash tests/test_e2e_ping.sh"
+	[e2e-tcp]="bash tests/test_e2e_tcp.sh"
+	[vm-kprobe]="bash tests/test_kprobe_vm.sh"
 	[lint]="bash tests/test_lint.sh"
 	[ops]="bash tests/test_ops.sh"
 	[e2e-ops]="bash tests/test_e2e_ops.sh"
@@ -33,7 +35,7 @@ declare -A SUITES=(
 	[unit-security]="build/tests/test_security"
 	[web]="bash tests/test_web.sh"
 )
-ORDER=(unit-user unit-bpf unit-rtt unit-speedtest unit-security fuzz-tc churn lint cli web netlab e2e e2e-rtt e2e-ping speedtest e2e-speedtest reattach devices e2e-capacity ops e2e-ops arm64 stress sanitize fuzz-user)
+ORDER=(unit-user unit-bpf unit-rtt unit-speedtest unit-security fuzz-tc churn lint cli web netlab e2e e2e-rtt e2e-ping e2e-tcp speedtest e2e-speedtest reattach devices e2e-capacity ops e2e-ops arm64 vm-kprobe stress sanitize fuzz-user)
 SUITE_TIMEOUT=${SUITE_TIMEOUT:-900}
 
 selected=(${TESTS:-${ORDER[@]}})

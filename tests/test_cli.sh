@@ -66,7 +66,7 @@ wait_http() { # wait_http URL: bounded wait until the server answers
 # --- flags -----------------------------------------------------------------
 out=$("$BIN" --help 2>&1)
 check "--help exits 0 and prints usage" [ $? -eq 0 ]
-check "--help lists every flag" bash -c 'for f in --iface --lan-iface --max-devices --listen --interval --log-level --btf --ping-target --ping-interval --ping-timeout --no-ping --no-speedtest --help --version; do grep -q -- "$f" <<<"$1" || exit 1; done' _ "$out"
+check "--help lists every flag" bash -c 'for f in --iface --lan-iface --max-devices --listen --interval --log-level --btf --tcp-hooks --ping-target --ping-interval --ping-timeout --no-ping --no-speedtest --help --version; do grep -q -- "$f" <<<"$1" || exit 1; done' _ "$out"
 check "--version prints the version" bash -c '"$1" --version | grep -Eq "^ispmon [0-9]+\.[0-9]+\.[0-9]+"' _ "$BIN"
 
 run_fail "unknown flag" 2 "unknown option '--bogus'" nsx "$BIN" --bogus
@@ -95,6 +95,15 @@ run_fail "--btf not a BTF file" 1 "cannot read the BTF file" nsx "$BIN" --iface 
 run_fail "kernel without BTF" 1 "kernel BTF not found" \
 	nsx unshare -m sh -c 'mount --bind /dev/null /sys/kernel/btf/vmlinux && exec "$0" "$@"' \
 	"$BIN" --iface "$DEV" --listen 127.0.0.1:$PORT
+run_fail "bad --tcp-hooks" 2 "invalid --tcp-hooks 'sometimes'" nsx "$BIN" --tcp-hooks sometimes
+# This kernel refuses fentry (EPERM) and has no kprobes: a forced rung fails
+# cleanly, its programs gone with the process.
+ours() { bpftool prog show 2>/dev/null | grep -c "name \(fentry\|fexit\|kprobe\)_tcp_" || true; }
+run_fail "forced --tcp-hooks=fentry" 1 "cannot attach the TCP hooks.*mode=fentry tried=\"fentry: " \
+	nsx "$BIN" --iface "$DEV" --listen 127.0.0.1:$PORT --no-ping --no-speedtest --tcp-hooks fentry
+run_fail "forced --tcp-hooks=kprobe" 1 "cannot attach the TCP hooks.*mode=kprobe tried=\"kprobe: attach: " \
+	nsx "$BIN" --iface "$DEV" --listen 127.0.0.1:$PORT --no-ping --no-speedtest --tcp-hooks kprobe
+check "forced rungs: no fentry/fexit/kprobe program left loaded" [ "$(ours)" = 0 ]
 run_fail "not root" 1 "permission denied" \
 	nsx setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all --bounding-set=-all \
 	"$BIN" --iface "$DEV" --listen 127.0.0.1:$PORT
@@ -120,6 +129,7 @@ for sig in INT TERM; do
 	check "SIG$sig run: default-route interface $DEV picked" grep -q "msg=\"attached\" iface=$DEV " "$TMP/run.err"
 	check "SIG$sig run: clsact created" bash -c "ip netns exec $NS tc qdisc show dev $DEV | grep -q clsact"
 	check "SIG$sig run: one ingress and one egress filter" [ "$(filters ingress)$(filters egress)" = 11 ]
+	check "SIG$sig run: TCP hooks on the tracepoint rung" grep -q 'msg="tcp hooks" mode=tracepoint attach=tp_btf requested=auto' "$TMP/run.err"
 	check "SIG$sig run: every stderr line is logfmt" awk '!/^ts=[0-9T:.-]+Z level=(debug|info|warn|error) msg="/ { exit 1 }' "$TMP/run.err"
 	if [ "$sig" = INT ]; then
 		# The endpoint, once.

@@ -2,8 +2,12 @@
 # The speed test inside ispmon, end to end: WAN 30 ms RTT and 20 Mbit/s each
 # way; ispmon in the router with a speed-test server in wan, first test 2-8 s
 # after start. /metrics must show download and upload within 5% of iperf3's
-# goodput, the data used, success; a second ispmon pointed at a server that
-# answers 404 reports the failure with its reason and keeps running.
+# goodput, the data used, success; the latency under load is the kernel's
+# view of the test's own connections (TCP hooks): above the 30 ms base, below
+# base + a full shaper queue, and within 15% of the median of pings from the
+# router during the same part of the load; a second ispmon pointed at a
+# server that answers 404 reports the failure with its reason and keeps
+# running.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . tests/lib/tap.sh
@@ -14,9 +18,11 @@ cd "$(dirname "$0")/.."
 BIN=$PWD/ispmon
 TMP=$(mktemp -d)
 ISPMON_PID=
+PING_PID=
 
 cleanup() {
 	[ -n "$ISPMON_PID" ] && kill -TERM "$ISPMON_PID" 2>/dev/null
+	[ -n "$PING_PID" ] && kill -TERM "$PING_PID" 2>/dev/null
 	netlab_down
 	rm -rf "$TMP"
 }
@@ -57,6 +63,10 @@ val() { awk -v k="$1" '$1 == k { print $2 }' "$TMP/m.prom"; }
 SERVER="$SRV_IP4:$HTTP_PORT"
 start_ispmon ok --speed-url "http://$SERVER/bytes/{bytes}" --speed-upload-url "http://$SERVER/upload" ||
 	{ not_ok "ispmon starts with a speed-test server"; exit 1; }
+# Pings through the same bottleneck queues while the test runs: the truth
+# for the latency under load (bounded: 30 s).
+r ping -D -n -i 0.05 -w 30 "$SRV_IP4" >"$TMP/ping.log" 2>&1 &
+PING_PID=$!
 # Wait (bounded) for the first test: 2 s delay, up to 2 x 10 s of load.
 for _ in $(seq 1 60); do
 	scrape
@@ -75,9 +85,36 @@ check "probe success for $SERVER" [ "$(val "ispmon_probe_success{probe=\"speedte
 used=$(val ispmon_speedtest_data_used_bytes_total)
 check "data used ${used:-?} bytes: the test's traffic, under 2 x 30 MB" \
 	awk -v u="${used:-0}" 'BEGIN { exit !(u > 2e6 && u < 60e6) }'
-rtt=$(val 'ispmon_speedtest_loaded_rtt_seconds{direction="download"}')
-check "latency under load measured (${rtt:-none} s, >= the 30 ms base)" \
-	awk -v r="${rtt:-0}" 'BEGIN { exit !(r >= 0.029 && r < 2) }'
+kill -TERM "$PING_PID" 2>/dev/null
+wait "$PING_PID" 2>/dev/null
+PING_PID=
+check "the loaded RTT is the kernel's view (TCP hooks)" \
+	[ "$(val 'ispmon_speedtest_rtt_source_info{source="kernel"}')" = 1 ]
+# ping_median FROM TO: median ping RTT (ms) of the replies stamped in [FROM, TO] (unix s).
+ping_median() {
+	awk -v a="$1" -v b="$2" -F'[][ =]+' '/ time=/ {
+		for (i = 1; i <= NF; i++) if ($i == "time") v = $(i + 1)
+		if ($2 >= a && $2 <= b) print v + 0 }' "$TMP/ping.log" | sort -n |
+		awk '{ x[n++] = $1 } END { if (!n) exit 1
+			printf "%.1f\n", (n % 2) ? x[int(n / 2)] : (x[n / 2 - 1] + x[n / 2]) / 2 }'
+}
+queue_ms=$(awk 'BEGIN { printf "%.0f", 1000 * 1514 * 8 / 20e6 * 1000 }') # pfifo 1000 at 20 Mbit/s
+for dir in download upload; do
+	rtt=$(val "ispmon_speedtest_loaded_rtt_seconds{direction=\"$dir\"}")
+	rtt_ms=$(awk -v r="${rtt:-0}" 'BEGIN { printf "%.1f", r * 1000 }')
+	check "$dir: loaded RTT $rtt_ms ms above the 30 ms base and below base + a full queue ($queue_ms ms)" \
+		awk -v r="$rtt_ms" -v q="$queue_ms" 'BEGIN { exit !(r > 31.5 && r < 30 + q) }'
+	# The load's RTT period: from grace (1 s) after the start to the end,
+	# which the result line's time stamp closes.
+	line=$(grep "msg=\"speedtest\" .*direction=$dir result=ok" "$TMP/ok.err" | head -n 1)
+	end=$(date -d "$(sed -E 's/^ts=([^ ]+) .*/\1/' <<<"$line")" +%s.%N 2>/dev/null)
+	el=$(sed -nE 's/.* elapsed_s=([0-9.]+) .*/\1/p' <<<"$line")
+	truth=$(ping_median "$(awk -v e="${end:-0}" -v l="${el:-0}" 'BEGIN { printf "%.3f", e - l + 1 }')" "${end:-0}")
+	check "$dir: loaded RTT $rtt_ms ms within 15% of the pings' median meanwhile (${truth:-none} ms)" \
+		rel_near "$rtt_ms" "${truth:-0}" 0.15
+	n=$(val "ispmon_speedtest_retransmits{direction=\"$dir\"}")
+	check "$dir: retransmits of the test's connections exported (${n:-none})" [ -n "$n" ]
+done
 if promtool check metrics <"$TMP/m.prom" >"$TMP/promtool" 2>&1; then
 	ok "promtool check metrics accepts the page with speed-test metrics"
 else

@@ -43,6 +43,9 @@ static const char usage[] =
 	"  -n, --interval DUR     how often the kernel maps are read (default 1s; e.g. 500ms, 2s)\n"
 	"      --log-level L      debug, info, warn or error (default info)\n"
 	"      --btf FILE         kernel BTF to use instead of /sys/kernel/btf/vmlinux\n"
+	"      --tcp-hooks MODE   how to hook the router's own TCP sockets: auto (default:\n"
+	"                         fentry, else tracepoints, else kprobes), fentry, tracepoint,\n"
+	"                         kprobe or off\n"
 	"      --ping-target HOST ping this host name or address, repeatable (up to 8; default:\n"
 	"                         the default gateway, 1.1.1.1 and 9.9.9.9)\n"
 	"      --ping-interval DUR\n"
@@ -226,7 +229,7 @@ enum {
 	OPT_SPEED_URL, OPT_SPEED_UPLOAD_URL, OPT_SPEED_INTERVAL, OPT_NO_SPEEDTEST,
 	OPT_SPEED_STREAMS, OPT_SPEED_MAX_TIME, OPT_SPEED_GRACE, OPT_SPEED_MAX_BYTES,
 	OPT_SPEED_BUDGET, OPT_SPEED_BUSY, OPT_SPEED_STATE, OPT_SPEED_FIRST,
-	OPT_PLAN_DOWN, OPT_PLAN_UP, OPT_LEASES,
+	OPT_PLAN_DOWN, OPT_PLAN_UP, OPT_LEASES, OPT_TCP_HOOKS,
 	OPT_MAX_FLOWS, OPT_WEB_CONFIG,
 };
 
@@ -236,6 +239,7 @@ static const struct option long_opts[] = {
 	{"interval", required_argument, NULL, 'n'},
 	{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
 	{"btf", required_argument, NULL, OPT_BTF},
+	{"tcp-hooks", required_argument, NULL, OPT_TCP_HOOKS},
 	{"lan-iface", required_argument, NULL, OPT_LAN_IFACE},
 	{"max-devices", required_argument, NULL, OPT_MAX_DEVICES},
 	{"leases", required_argument, NULL, OPT_LEASES},
@@ -326,6 +330,14 @@ int config_parse(int argc, char **argv, struct config *cfg, char *err,
 			break;
 		case OPT_BTF:
 			cfg->btf_path = optarg;
+			break;
+		case OPT_TCP_HOOKS:
+			if (tcpsock_parse_mode(optarg, &cfg->tcp_hooks)) {
+				snprintf(err, errlen,
+					 "invalid --tcp-hooks '%.64s' (want auto, fentry, tracepoint, kprobe or off)",
+					 optarg);
+				return -EINVAL;
+			}
 			break;
 		case OPT_LAN_IFACE:
 			if (!valid_ifname(optarg)) {

@@ -10,6 +10,7 @@
 #include "log.h"
 #include "ping.h"
 #include "speedtest.h"
+#include "tcpsock.h"
 
 struct listen_addr {
 	struct sockaddr_storage ss;
@@ -40,6 +41,7 @@ struct config {
 	uint64_t ping_timeout_ms;
 	struct speedtest_config speed; /* URLs point into argv or are the defaults */
 	double plan_Bps[2];            /* --plan-download/--plan-upload, 0: not given */
+	enum tcpsock_mode tcp_hooks;   /* how to hook the router's own TCP sockets */
 };
 
 enum config_result {

@@ -36,6 +36,7 @@
 #include "report.h"
 #include "rtt.h"
 #include "tc.h"
+#include "tcpsock.h"
 #include "webconfig.h"
 
 #define EXIT_USAGE 2
@@ -67,6 +68,7 @@ struct ispmon {
 	struct report report;
 	struct ping *ping;
 	struct speedtest *speed;
+	struct tcpsock *tcp; /* the router's own TCP sockets, NULL: no hooks */
 	/* What the speed-test thread asks of the line: guarded by line_lock,
 	 * written by the collector (main thread). */
 	pthread_mutex_t line_lock;
@@ -273,9 +275,11 @@ static uint64_t map_memlock(int fd)
 	return v;
 }
 
-/* Per map, summed over the interfaces (their tables differ in size). */
+/* Per map, summed over the interfaces (their tables differ in size), and
+ * the TCP hooks' maps. */
 static void map_memory(struct ispmon *m)
 {
+	const size_t cap = sizeof(m->report.map_names) / sizeof(m->report.map_names[0]);
 	struct bpf_map *map;
 	uint64_t total = 0;
 
@@ -283,7 +287,7 @@ static void map_memory(struct ispmon *m)
 		const char *name = bpf_map__name(map);
 		uint64_t v = 0;
 
-		if (m->report.n_maps >= sizeof(m->report.map_names) / sizeof(m->report.map_names[0]))
+		if (m->report.n_maps >= cap)
 			break;
 		for (unsigned i = 0; i < m->n_hooks; i++) {
 			struct bpf_map *same = bpf_object__find_map_by_name(m->hooks[i].skel->obj, name);
@@ -295,6 +299,14 @@ static void map_memory(struct ispmon *m)
 		m->report.map_bytes[m->report.n_maps++] = v;
 		total += v;
 	}
+	if (m->tcp)
+		bpf_object__for_each_map(map, tcpsock_object(m->tcp)) {
+			if (m->report.n_maps >= cap)
+				break;
+			m->report.map_names[m->report.n_maps] = bpf_map__name(map);
+			m->report.map_bytes[m->report.n_maps] = map_memlock(bpf_map__fd(map));
+			total += m->report.map_bytes[m->report.n_maps++];
+		}
 	log_info("bpf maps", "maps=%u interfaces=%u max_flows=%u memory_bytes=%llu",
 		 m->report.n_maps, m->n_hooks, m->cfg.max_flows, (unsigned long long)total);
 }
@@ -346,6 +358,10 @@ static void collect(struct ispmon *m, double *last)
 		m->report.rtt = rtt_reader_view(m->rtt);
 		capacity_interval(m->capacity, t,
 				  rtt_reader_interval_median(m->rtt, ISPMON_LEG_WAN));
+	}
+	if (m->tcp && (err = tcpsock_collect(m->tcp, t))) {
+		m->report.collect_errors++;
+		log_warn("cannot read the TCP socket maps", "err=\"%s\"", strerror(-err));
 	}
 	if (m->devices) {
 		for (unsigned i = 1; i < m->n_hooks; i++)
@@ -429,6 +445,29 @@ static double line_busy(void *ctx)
 	return share;
 }
 
+/* Latency under load as the kernel sees the test's own connections. */
+static void speed_rtt_conn(void *ctx, enum speedtest_dir dir, const char *local_ip,
+			   int local_port, const char *remote_ip, int remote_port)
+{
+	tcpsock_watch_add(((struct ispmon *)ctx)->tcp, dir, local_ip, local_port, remote_ip,
+			  remote_port);
+}
+
+static void speed_rtt_begin(void *ctx, enum speedtest_dir dir)
+{
+	tcpsock_watch_begin(((struct ispmon *)ctx)->tcp, dir);
+}
+
+static double speed_rtt_end(void *ctx, enum speedtest_dir dir, int64_t *retransmits)
+{
+	uint64_t n;
+	double rtt;
+
+	if (tcpsock_watch_end(((struct ispmon *)ctx)->tcp, dir, dir == SPEEDTEST_DOWNLOAD, &rtt, &n))
+		*retransmits = (int64_t)n;
+	return rtt;
+}
+
 static void speed_setup(struct ispmon *m)
 {
 	struct speedtest_hooks hooks = {.ctx = m, .line_busy = line_busy};
@@ -436,6 +475,12 @@ static void speed_setup(struct ispmon *m)
 
 	if (!m->cfg.speed.interval_s)
 		return;
+	if (m->tcp) {
+		hooks.rtt_conn = speed_rtt_conn;
+		hooks.rtt_begin = speed_rtt_begin;
+		hooks.rtt_end = speed_rtt_end;
+		hooks.rtt_source = "kernel";
+	}
 	err = speedtest_new(&m->cfg.speed, &hooks, &m->speed);
 	if (!err)
 		err = speedtest_start(m->speed);
@@ -588,6 +633,9 @@ static void teardown(struct ispmon *m)
 	ping_stop(m->ping);
 	m->ping = NULL;
 	m->report.ping = NULL;
+	tcpsock_free(m->tcp);
+	m->tcp = NULL;
+	m->report.tcp = NULL;
 	for (unsigned i = 0; i < m->n_hooks; i++)
 		tc_detach(&m->hooks[i].tc);
 	http_server_stop(m->http);
@@ -687,6 +735,8 @@ int main(int argc, char **argv)
 		err = capacity_new(&m.capacity);
 	if (!err)
 		err = setup_fds(&m);
+	if (!err)
+		err = tcpsock_start(m.cfg.tcp_hooks, m.cfg.btf_path, &m.tcp);
 	for (unsigned i = 0; !err && i < m.n_hooks; i++)
 		err = attach_hook(&m.hooks[i]);
 	if (err) {
@@ -706,6 +756,7 @@ int main(int argc, char **argv)
 	for (unsigned i = 1; i < m.n_hooks; i++)
 		m.report.lan_ifaces[m.report.n_lan++] = m.hooks[i].nif.name;
 	m.report.devices = m.devices;
+	m.report.tcp = m.tcp;
 	m.report.capacity = m.capacity;
 	m.report.plan_Bps[0] = m.cfg.plan_Bps[0];
 	m.report.plan_Bps[1] = m.cfg.plan_Bps[1];

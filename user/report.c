@@ -173,6 +173,8 @@ void report_render(const struct report *r, struct mbuf *b)
 		mbuf_label_value(b, ifn);
 		mbuf_printf(b, "\",side=\"%s\"} 1\n", side);
 	}
+	if (r->tcp)
+		tcpsock_render_attach(r->tcp, b);
 
 	dir_counter(b, "ispmon_passive_bytes_total",
 		    "Bytes crossing the WAN interface (L2 frames as the interface counts them).",
@@ -213,6 +215,8 @@ void report_render(const struct report *r, struct mbuf *b)
 		render_rtt(r->rtt, b);
 	if (r->devices)
 		devices_render(r->devices, b);
+	if (r->tcp)
+		tcpsock_render(r->tcp, b);
 
 	if (r->ping)
 		ping_render(r->ping, b);

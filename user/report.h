@@ -14,6 +14,7 @@
 #include "ping.h"
 #include "rtt.h"
 #include "speedtest.h"
+#include "tcpsock.h"
 
 struct report {
 	const char *version;
@@ -37,14 +38,15 @@ struct report {
 	const struct capacity *capacity;
 	double plan_Bps[ISPMON_DIR_MAX];
 	struct ping *ping;             /* NULL without ping probes */
+	const struct tcpsock *tcp;     /* NULL without the TCP socket hooks */
 	/* LAN interfaces watched, besides iface. */
 	unsigned n_lan;
 	const char *lan_ifaces[CONFIG_MAX_LAN];
 
 	/* Kernel memory of each BPF map (memlock), and their names. */
 	unsigned n_maps;
-	const char *map_names[16];
-	uint64_t map_bytes[16];
+	const char *map_names[32];
+	uint64_t map_bytes[32];
 };
 
 /* Fold a new reading taken dt seconds after the previous one. */

@@ -283,27 +283,32 @@ double rtt_reader_interval_median(struct rtt_reader *r, unsigned leg)
 	return med;
 }
 
-double rtt_quantile(const struct rtt_hist *h, unsigned series, double q)
+double rtt_quantile_buckets(const uint64_t *b, double q)
 {
 	uint64_t total = 0, acc = 0;
 	double rank;
 
-	for (unsigned b = 0; b < ISPMON_RTT_BUCKETS; b++)
-		total += h->b[series][b];
+	for (unsigned i = 0; i < ISPMON_RTT_BUCKETS; i++)
+		total += b[i];
 	if (!total)
 		return NAN;
 	rank = q * (double)total;
-	for (unsigned b = 0; b < ISPMON_RTT_BUCKETS; b++) {
-		uint64_t n = h->b[series][b];
+	for (unsigned i = 0; i < ISPMON_RTT_BUCKETS; i++) {
+		uint64_t n = b[i];
 		double lo, hi;
 
 		if (!n || (double)(acc + n) < rank) {
 			acc += n;
 			continue;
 		}
-		lo = (double)ispmon_rtt_bucket_lower_us(b);
-		hi = b + 1 < ISPMON_RTT_BUCKETS ? (double)ispmon_rtt_bucket_lower_us(b + 1) : lo * 1.0625;
+		lo = (double)ispmon_rtt_bucket_lower_us(i);
+		hi = i + 1 < ISPMON_RTT_BUCKETS ? (double)ispmon_rtt_bucket_lower_us(i + 1) : lo * 1.0625;
 		return (lo + (hi - lo) * ((rank - (double)acc) / (double)n)) / 1e6;
 	}
 	return (double)ispmon_rtt_bucket_lower_us(ISPMON_RTT_BUCKETS - 1) / 1e6;
+}
+
+double rtt_quantile(const struct rtt_hist *h, unsigned series, double q)
+{
+	return rtt_quantile_buckets(h->b[series], q);
 }

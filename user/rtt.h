@@ -53,6 +53,8 @@ const struct rtt_view *rtt_reader_view(const struct rtt_reader *r);
 /* q-quantile of one series in seconds by linear interpolation inside the
  * bucket; NaN when the series is empty. */
 double rtt_quantile(const struct rtt_hist *h, unsigned series, double q);
+/* The same over one series' buckets (ISPMON_RTT_BUCKETS of them). */
+double rtt_quantile_buckets(const uint64_t *b, double q);
 
 extern const char *const rtt_leg_names[ISPMON_LEG_MAX];
 extern const char *const rtt_method_names[ISPMON_M_MAX];

@@ -517,6 +517,7 @@ struct speedtest {
 	uint64_t skipped[SK_MAX];
 	bool have_rtt[SPEEDTEST_DIRS];
 	double loaded_rtt[SPEEDTEST_DIRS];
+	int64_t retransmits[SPEEDTEST_DIRS]; /* of the last success, -1: unknown */
 	double last_success; /* unix seconds, 0: never */
 	bool running;
 	bool curl_ready;
@@ -730,6 +731,8 @@ int speedtest_new(const struct speedtest_config *cfg, const struct speedtest_hoo
 	st->cfg.state_file = st->state_file;
 	speedtest_budget_init(&st->budget, cfg->budget_bytes);
 	st->budget.day = speedtest_local_day(time(NULL));
+	for (int d = 0; d < SPEEDTEST_DIRS; d++)
+		st->retransmits[d] = -1;
 	if (getrandom(&st->rng, sizeof(st->rng), GRND_NONBLOCK) != sizeof(st->rng))
 		st->rng = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
 	st->rng |= 1;
@@ -889,11 +892,12 @@ static int on_prereq(void *ud, char *conn_primary_ip, char *conn_local_ip, int c
 		     int conn_local_port)
 {
 	struct stream *s = ud;
+	const struct speedtest_hooks *h = &s->run->st->hooks;
 
-	(void)conn_primary_ip;
-	(void)conn_local_ip;
-	(void)conn_primary_port;
-	(void)conn_local_port;
+	/* The daemon watches the connection in the kernel from here. */
+	if (h->rtt_conn)
+		h->rtt_conn(h->ctx, s->run->dir, conn_local_ip, conn_local_port, conn_primary_ip,
+			    conn_primary_port);
 	s->connected = true;
 	s->progress_t = mono_now();
 	s->local_port = conn_local_port;
@@ -1303,6 +1307,7 @@ static void run_direction(struct speedtest *st, unsigned server, enum speedtest_
 	res->reason = "";
 	res->end = "";
 	res->loaded_rtt_s = NAN;
+	res->retransmits = -1;
 	if (!r) {
 		res->status = SPEEDTEST_FAILED;
 		res->reason = reason_names[R_OTHER];
@@ -1411,7 +1416,7 @@ static void run_direction(struct speedtest *st, unsigned server, enum speedtest_
 	curl_slist_free_all(r->headers);
 
 	if (st->hooks.rtt_end && r->rtt_begun)
-		res->loaded_rtt_s = st->hooks.rtt_end(st->hooks.ctx, dir);
+		res->loaded_rtt_s = st->hooks.rtt_end(st->hooks.ctx, dir, &res->retransmits);
 	else if (!st->hooks.rtt_end)
 		res->loaded_rtt_s = median(r->rtt, r->n_rtt);
 	res->http_code = r->http_code;
@@ -1452,6 +1457,13 @@ static enum reason reason_index(const char *name)
 	return R_OTHER;
 }
 
+static const char *rtt_source(const struct speedtest *st)
+{
+	if (!st->hooks.rtt_end)
+		return "handshake";
+	return st->hooks.rtt_source ? st->hooks.rtt_source : "hooks";
+}
+
 int speedtest_run_once(struct speedtest *st, unsigned server, unsigned dirs,
 		       struct speedtest_result res[SPEEDTEST_DIRS])
 {
@@ -1465,6 +1477,7 @@ int speedtest_run_once(struct speedtest *st, unsigned server, unsigned dirs,
 		res[d].reason = "";
 		res[d].end = "";
 		res[d].loaded_rtt_s = NAN;
+		res[d].retransmits = -1;
 	}
 	if (server >= c->n_servers)
 		return -EINVAL;
@@ -1551,6 +1564,7 @@ int speedtest_run_once(struct speedtest *st, unsigned server, unsigned dirs,
 				st->have_rtt[d] = true;
 				st->loaded_rtt[d] = rs->loaded_rtt_s;
 			}
+			st->retransmits[d] = rs->retransmits;
 			st->last_success = real_now();
 		} else if (rs->status == SPEEDTEST_FAILED) {
 			srv->runs[d][1]++;
@@ -1561,9 +1575,10 @@ int speedtest_run_once(struct speedtest *st, unsigned server, unsigned dirs,
 		if (rs->status == SPEEDTEST_OK) {
 			attempted = true;
 			log_info("speedtest", "server=%s direction=%s result=ok bytes_per_second=%.0f "
-				 "loaded_rtt_ms=%.1f elapsed_s=%.2f ramp_s=%.2f measured_s=%.2f end=%s "
-				 "bytes_used=%llu", srv->label, speedtest_dir_names[d], rs->bytes_per_s,
-				 rs->loaded_rtt_s * 1e3, rs->elapsed_s, rs->ramp_s, rs->measured_s, rs->end,
+				 "loaded_rtt_ms=%.1f rtt_source=%s retransmits=%lld elapsed_s=%.2f ramp_s=%.2f "
+				 "measured_s=%.2f end=%s bytes_used=%llu", srv->label, speedtest_dir_names[d],
+				 rs->bytes_per_s, rs->loaded_rtt_s * 1e3, rtt_source(st),
+				 (long long)rs->retransmits, rs->elapsed_s, rs->ramp_s, rs->measured_s, rs->end,
 				 (unsigned long long)rs->bytes_used);
 		} else if (rs->status == SPEEDTEST_FAILED) {
 			char q[200];
@@ -1732,6 +1747,20 @@ void speedtest_render(struct speedtest *st, struct mbuf *b)
 			continue;
 		snprintf(labels, sizeof(labels), "direction=\"%s\"", speedtest_dir_names[d]);
 		prom_f64(b, "ispmon_speedtest_loaded_rtt_seconds", labels, st->loaded_rtt[d]);
+	}
+	prom_header(b, "ispmon_speedtest_rtt_source_info", "gauge",
+		    "Where the loaded RTT comes from: kernel (the TCP hooks' view of the test's own "
+		    "connections) or handshake (median TCP handshake time); the value is always 1.");
+	mbuf_printf(b, "ispmon_speedtest_rtt_source_info{source=\"");
+	mbuf_label_value(b, rtt_source(st));
+	mbuf_printf(b, "\"} 1\n");
+	prom_header(b, "ispmon_speedtest_retransmits", "gauge",
+		    "Segments the last successful speed test's connections retransmitted during the load.");
+	for (int d = 0; d < SPEEDTEST_DIRS; d++) {
+		if (st->retransmits[d] < 0)
+			continue;
+		snprintf(labels, sizeof(labels), "direction=\"%s\"", speedtest_dir_names[d]);
+		prom_u64(b, "ispmon_speedtest_retransmits", labels, (uint64_t)st->retransmits[d]);
 	}
 	if (st->last_success > 0) {
 		prom_header(b, "ispmon_speedtest_timestamp_seconds", "gauge",

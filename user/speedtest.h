@@ -30,9 +30,11 @@
  * or a failure "byte_cap"/"timeout" when nothing after grace_s was measured).
  * Result = bytes delivered in the measured period / its duration.
  *
- * Latency under load: with the rtt hooks, the daemon's ping module measures
- * between rtt_begin (grace_s into the load) and rtt_end (load stops) and
- * returns the median. Without them, the module itself times TCP handshakes
+ * Latency under load: with the rtt hooks, the daemon measures between
+ * rtt_begin (grace_s into the load) and rtt_end (load stops) and returns the
+ * median (ispmon: the kernel's RTT estimates of the test's own connections,
+ * which rtt_conn names as they are set up, and their retransmits). Without
+ * them, the module itself times TCP handshakes
  * (SYN -> SYN-ACK, curl CONNECT_ONLY, no payload) to the server's host:port,
  * one at a time, one every window, and reports the median of those started
  * after grace_s.
@@ -110,9 +112,16 @@ struct speedtest_hooks {
 	bool (*capacity_fresh)(void *ctx);
 	/* Latency under load: rtt_begin when the load of dir is established
 	 * (grace_s in), rtt_end when it stops; rtt_end returns the median RTT in
-	 * seconds measured in between, NaN if none. Both or neither. */
+	 * seconds measured in between, NaN if none, and may set *retransmits
+	 * (left at -1: unknown). Both or neither. rtt_conn (optional) names
+	 * each connection of dir as it is set up, as its socket sees it. */
 	void (*rtt_begin)(void *ctx, enum speedtest_dir dir);
-	double (*rtt_end)(void *ctx, enum speedtest_dir dir);
+	double (*rtt_end)(void *ctx, enum speedtest_dir dir, int64_t *retransmits);
+	void (*rtt_conn)(void *ctx, enum speedtest_dir dir, const char *local_ip, int local_port,
+			 const char *remote_ip, int remote_port);
+	/* What the rtt hooks measure, for ispmon_speedtest_rtt_source_info
+	 * (NULL: "hooks"; without hooks the source is "handshake"). */
+	const char *rtt_source;
 };
 
 enum speedtest_status {
@@ -128,6 +137,7 @@ struct speedtest_result {
 	const char *reason;    /* static: failure or skip reason, "" when ok */
 	double bytes_per_s;    /* OK only */
 	double loaded_rtt_s;   /* NaN: not measured */
+	int64_t retransmits;   /* segments retransmitted during the load, -1: unknown */
 	double elapsed_s;      /* the whole direction, connects included */
 	double measured_s;     /* length of the measured period */
 	double ramp_s;         /* excluded at the start */

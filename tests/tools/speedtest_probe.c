@@ -46,9 +46,10 @@ static void hook_rtt_begin(void *ctx, enum speedtest_dir dir)
 	(void)dir;
 	((struct hook_ctx *)ctx)->rtt_begins++;
 }
-static double hook_rtt_end(void *ctx, enum speedtest_dir dir)
+static double hook_rtt_end(void *ctx, enum speedtest_dir dir, int64_t *retransmits)
 {
 	(void)dir;
+	(void)retransmits;
 	return ((struct hook_ctx *)ctx)->rtt_ms / 1e3;
 }
 

@@ -22,6 +22,7 @@
 #include "rtt.h"
 #include "devices.h"
 #include "capacity.h"
+#include "tcpsock.h"
 
 
 static void test_duration(void)
@@ -826,6 +827,184 @@ static void test_capacity_peak(void)
 	capacity_free(c);
 }
 
+static void test_config_tcp_hooks(void)
+{
+	static const char *const modes[] = {"auto", "fentry", "tracepoint", "kprobe", "off"};
+	struct config cfg;
+	char err[256];
+	int r;
+
+	r = parse(err, sizeof(err), &cfg, (char *)NULL);
+	check(r == CONFIG_RUN && cfg.tcp_hooks == TCPSOCK_AUTO, "--tcp-hooks defaults to auto");
+	for (unsigned i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+		r = parse(err, sizeof(err), &cfg, "--tcp-hooks", modes[i], (char *)NULL);
+		check(r == CONFIG_RUN && cfg.tcp_hooks == (enum tcpsock_mode)i &&
+			      !strcmp(tcpsock_mode_name(cfg.tcp_hooks), modes[i]),
+		      "--tcp-hooks %s", modes[i]);
+	}
+	r = parse(err, sizeof(err), &cfg, "--tcp-hooks=kprobe", (char *)NULL);
+	check(r == CONFIG_RUN && cfg.tcp_hooks == TCPSOCK_KPROBE, "--tcp-hooks=VALUE form");
+	static const char *const bad[] = {"", "tp_btf", "Auto", "kprobes", "fentry,kprobe"};
+	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err[0] = 0;
+		r = parse(err, sizeof(err), &cfg, "--tcp-hooks", bad[i], (char *)NULL);
+		check(r == -EINVAL && strstr(err, "invalid --tcp-hooks") && !strchr(err, '\n'),
+		      "--tcp-hooks '%s' -> one-line error (%s)", bad[i], err);
+	}
+	r = parse(err, sizeof(err), &cfg, "--tcp-hooks", (char *)NULL);
+	check(r == -EINVAL && strstr(err, "needs a value"), "--tcp-hooks without a value (%s)", err);
+}
+
+static void test_tcpsock_ladder(void)
+{
+	static const struct {
+		enum tcpsock_mode mode;
+		const char *want;
+	} cases[] = {
+		{TCPSOCK_AUTO, "fentry tp_btf raw_tp kprobe"},
+		{TCPSOCK_FENTRY, "fentry"},
+		{TCPSOCK_TRACEPOINT, "tp_btf raw_tp"},
+		{TCPSOCK_KPROBE, "kprobe"},
+		{TCPSOCK_OFF, ""},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		enum tcpsock_rung rungs[TCPSOCK_RUNGS];
+		unsigned n = tcpsock_ladder(cases[i].mode, rungs);
+		char got[64] = "";
+
+		for (unsigned k = 0; k < n; k++)
+			snprintf(got + strlen(got), sizeof(got) - strlen(got), "%s%s", k ? " " : "",
+				 tcpsock_rung_name(rungs[k]));
+		check(!strcmp(got, cases[i].want), "ladder for %s: '%s'",
+		      tcpsock_mode_name(cases[i].mode), got);
+	}
+}
+
+static void test_tcpsock_tuple(void)
+{
+	struct ispmon_tcp_tuple t, u;
+
+	check(!tcpsock_tuple("198.51.100.2", 40000, "203.0.113.10", 8080, &t) && t.family == 4 &&
+		      t.saddr[0] == htonl(0xc6336402) && t.daddr[0] == htonl(0xcb00710a) &&
+		      !t.saddr[1] && !t.daddr[3] && t.sport == 40000 && t.dport == 8080,
+	      "IPv4 tuple: addresses in word 0, ports in host order");
+	check(!tcpsock_tuple("2001:db8:2::2", 1, "2001:db8:3::10", 65535, &t) && t.family == 6 &&
+		      t.saddr[0] == htonl(0x20010db8) && t.daddr[3] == htonl(0x10),
+	      "IPv6 tuple");
+	check(!tcpsock_tuple("::ffff:198.51.100.2", 40000, "::ffff:203.0.113.10", 8080, &u) &&
+		      !tcpsock_tuple("198.51.100.2", 40000, "203.0.113.10", 8080, &t) &&
+		      !memcmp(&t, &u, sizeof(t)),
+	      "IPv4-mapped IPv6 folds to the IPv4 tuple (as the kernel side does)");
+	check(!tcpsock_tuple("fe80::1%eth0", 5, "fe80::2%eth0", 6, &t) && t.family == 6 &&
+		      t.saddr[0] == htonl(0xfe800000),
+	      "a %%scope suffix is ignored");
+	check(tcpsock_tuple("198.51.100.2", 1, "2001:db8::1", 2, &t) == -EINVAL,
+	      "mixed families rejected");
+	check(tcpsock_tuple("198.51.100.2", 0, "203.0.113.10", 80, &t) == -EINVAL &&
+		      tcpsock_tuple("198.51.100.2", 1, "203.0.113.10", 65536, &t) == -EINVAL,
+	      "ports outside 1..65535 rejected");
+	check(tcpsock_tuple("example.com", 1, "203.0.113.10", 80, &t) == -EINVAL &&
+		      tcpsock_tuple(NULL, 1, "203.0.113.10", 80, &t) == -EINVAL,
+	      "names and NULL rejected");
+}
+
+static void test_tcpsock_buckets(void)
+{
+	int ok_cwnd = 1, ok_dur = 1;
+
+	for (uint32_t c = 0; c < 200000; c += c < 70000 ? 1 : 997) {
+		uint32_t b = ispmon_tcp_cwnd_bucket(c);
+
+		if (b < ISPMON_TCP_CWND_EDGES)
+			ok_cwnd &= c <= (1u << b) && (b == 0 || c > (1u << (b - 1)));
+		else
+			ok_cwnd &= c > (1u << (ISPMON_TCP_CWND_EDGES - 1));
+	}
+	check(ok_cwnd, "cwnd buckets: le 2^b holds every cwnd, the rest in +Inf");
+	check(ispmon_tcp_cwnd_bucket(1) == 0 && ispmon_tcp_cwnd_bucket(2) == 1 &&
+		      ispmon_tcp_cwnd_bucket(3) == 2 && ispmon_tcp_cwnd_bucket(4) == 2 &&
+		      ispmon_tcp_cwnd_bucket(65536) == 16 && ispmon_tcp_cwnd_bucket(65537) == 17 &&
+		      ispmon_tcp_cwnd_bucket(0xffffffffu) == 17,
+	      "cwnd bucket edges 1, 2, 4, ..., 65536, +Inf");
+	for (uint64_t us = 0; us < 100000000000ULL; us = us * 3 / 2 + 1) {
+		uint32_t b = ispmon_tcp_dur_bucket(us);
+
+		if (b < ISPMON_TCP_DUR_EDGES)
+			ok_dur &= us <= ispmon_tcp_dur_edge_ms(b) * 1000 &&
+				  (b == 0 || us > ispmon_tcp_dur_edge_ms(b - 1) * 1000);
+		else
+			ok_dur &= us > ispmon_tcp_dur_edge_ms(ISPMON_TCP_DUR_EDGES - 1) * 1000;
+	}
+	check(ok_dur, "duration buckets: each lifetime under its bucket's edge, above the one before");
+	check(ispmon_tcp_dur_bucket(10000) == 0 && ispmon_tcp_dur_bucket(10001) == 1 &&
+		      ispmon_tcp_dur_bucket(86400000001ULL) == ISPMON_TCP_DUR_EDGES,
+	      "duration edges: 10 ms inclusive, beyond a day in +Inf");
+}
+
+static void test_tcpsock_render(void)
+{
+	static struct tcpsock_view v;
+	struct ispmon_tcp_stats *n = &v.total[ISPMON_TCP_G_NETWORK];
+	struct ispmon_tcp_stats a = {0}, b0 = {0};
+	struct mbuf b;
+	const char *p;
+	double q;
+
+	memset(&v, 0, sizeof(v));
+	n->rtt_hist[ISPMON_TCP_SRTT][ispmon_rtt_bucket(40100)] = 90;
+	n->rtt_hist[ISPMON_TCP_SRTT][ispmon_rtt_bucket(300000)] = 10;
+	n->rtt_sum_us[ISPMON_TCP_SRTT] = 90 * 40100 + 10 * 300000;
+	n->retrans_segs = 7;
+	n->bytes_acked = 3000542;
+	n->events[ISPMON_TCP_EV_ACTIVE_OPEN] = 4;
+	n->events[ISPMON_TCP_EV_CLOSED] = 4;
+	n->dur_hist[ispmon_tcp_dur_bucket(1500000)] = 4;
+	n->dur_sum_us = 6000000;
+	n->cwnd_hist[ispmon_tcp_cwnd_bucket(10)] = 100;
+	n->cwnd_sum = 1000;
+	v.total[ISPMON_TCP_G_LOOPBACK].events[ISPMON_TCP_EV_PASSIVE_OPEN] = 2;
+	v.window[ISPMON_TCP_G_NETWORK] = *n;
+	v.window_s = 60;
+	v.sockets = 3;
+	mbuf_init(&b);
+	tcpsock_render_view(&v, &b);
+	check(!b.err, "TCP view renders");
+	check(strstr(b.p, "# TYPE ispmon_tcp_rtt_seconds histogram\n") &&
+		      strstr(b.p, "ispmon_tcp_rtt_seconds_count{estimator=\"srtt\",scope=\"network\"} 100\n") &&
+		      strstr(b.p, "ispmon_tcp_rtt_seconds_bucket{estimator=\"srtt\",scope=\"network\",le=\"+Inf\"} 100\n") &&
+		      strstr(b.p, "ispmon_tcp_rtt_seconds_count{estimator=\"rcv_rtt\",scope=\"loopback\"} 0\n"),
+	      "RTT histogram per estimator and scope, _count = +Inf bucket");
+	p = strstr(b.p, "ispmon_tcp_rtt_seconds_bucket{estimator=\"srtt\",scope=\"network\",le=\"0.04096\"}");
+	check(p && !strncmp(strchr(p, '}'), "} 90\n", 5), "cumulative bucket le 40.96 ms holds the 90 samples at 40.1 ms");
+	p = strstr(b.p, "ispmon_tcp_rtt_percentile_seconds{estimator=\"srtt\",scope=\"network\",percentile=\"50\"} ");
+	q = p ? strtod(strchr(p, '}') + 2, NULL) : 0;
+	check(fabs(q - 0.0401) < 0.0401 * 0.05, "srtt p50 %.5f within 5%% of 40.1 ms (full resolution)", q);
+	check(!strstr(b.p, "percentile_seconds{estimator=\"rcv_rtt\""), "no percentile without samples");
+	check(strstr(b.p, "ispmon_tcp_retransmits_total{scope=\"network\"} 7\n") &&
+		      strstr(b.p, "ispmon_tcp_bytes_acked_total{scope=\"network\"} 3000542\n") &&
+		      strstr(b.p, "ispmon_tcp_connections_total{event=\"active_open\",scope=\"network\"} 4\n") &&
+		      strstr(b.p, "ispmon_tcp_connections_total{event=\"passive_open\",scope=\"loopback\"} 2\n") &&
+		      strstr(b.p, "ispmon_tcp_sockets 3\n"),
+	      "counters by scope and event, the socket gauge");
+	check(strstr(b.p, "ispmon_tcp_connection_duration_seconds_bucket{scope=\"network\",le=\"1\"} 0\n") &&
+		      strstr(b.p, "ispmon_tcp_connection_duration_seconds_bucket{scope=\"network\",le=\"2.5\"} 4\n") &&
+		      strstr(b.p, "ispmon_tcp_connection_duration_seconds_sum{scope=\"network\"} 6\n"),
+	      "duration histogram in seconds");
+	check(strstr(b.p, "ispmon_tcp_cwnd_segments_bucket{scope=\"network\",le=\"8\"} 0\n") &&
+		      strstr(b.p, "ispmon_tcp_cwnd_segments_bucket{scope=\"network\",le=\"16\"} 100\n") &&
+		      strstr(b.p, "ispmon_tcp_cwnd_segments_bucket{scope=\"network\",le=\"+Inf\"} 100\n"),
+	      "cwnd histogram in segments");
+	mbuf_free(&b);
+
+	a.retrans_segs = 5;
+	a.rtt_hist[1][3] = 9;
+	b0.retrans_segs = 2;
+	b0.rtt_hist[1][3] = 10;
+	tcpsock_stats_sub(&a, &b0);
+	check(a.retrans_segs == 3 && a.rtt_hist[1][3] == 0, "stats difference, never below 0");
+}
+
 int main(void)
 {
 	log_set_level(LOG_ERROR);
@@ -845,6 +1024,11 @@ int main(void)
 	test_ping_wire();
 	test_ping_stats();
 	test_ping_loopback();
+	test_config_tcp_hooks();
+	test_tcpsock_ladder();
+	test_tcpsock_tuple();
+	test_tcpsock_buckets();
+	test_tcpsock_render();
 	printf("%d passed, %d failed\n", passed, failed);
 	return failed ? 1 : 0;
 }
