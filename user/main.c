@@ -81,14 +81,23 @@ struct ispmon {
 
 static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
-	char msg[1024], q[1100];
+	char msg[16384], q[4100];
+	const char *tail = msg;
+	int n;
 
 	/* libbpf's warnings come in many lines (verifier logs); our own error
-	 * line says what failed, the details are for --log-level debug. */
+	 * line says what failed, the details are for --log-level debug. A
+	 * verifier log ends with its reason: keep the end of a long one. */
 	if (log_get_level() > LOG_DEBUG)
 		return 0;
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	log_debug("libbpf", "level=%d detail=%s", (int)level, log_quote(q, sizeof(q), msg));
+	n = vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (n < 0)
+		return 0;
+	if ((size_t)n >= sizeof(msg))
+		n = sizeof(msg) - 1;
+	if (n > 2000)
+		tail = msg + n - 2000;
+	log_debug("libbpf", "level=%d detail=%s", (int)level, log_quote(q, sizeof(q), tail));
 	return 0;
 }
 
