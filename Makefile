@@ -37,7 +37,8 @@ USER_SRCS  := $(wildcard user/*.c)
 USER_OBJS  := $(patsubst user/%.c,$(OUT)/user/%.o,$(USER_SRCS))
 # Modules unit-tested without BPF or network: everything but main and the
 # parts that need a kernel.
-UNIT_MODS  := config log metrics netif report rtt devices ping speedtest capacity
+UNIT_MODS  := config log metrics netif report rtt devices ping speedtest capacity \
+              history outages status status_html status_json
 UNIT_SRCS  := $(addprefix user/,$(addsuffix .c,$(UNIT_MODS)))
 
 .PHONY: all run test unit lint clean deps tools bench
@@ -82,6 +83,9 @@ $(OUT)/tests/test_speedtest: tests/unit/test_speedtest.c tests/unit/tap.h user/s
 $(OUT)/tests/test_user: tests/unit/test_user.c tests/unit/tap.h $(UNIT_SRCS) $(wildcard user/*.h) | $(OUT)/tests
 	$(CC) $(CFLAGS) $(SAN_FLAGS) $< $(UNIT_SRCS) -o $@ $(LDLIBS)
 
+$(OUT)/tests/test_status: tests/unit/test_status.c tests/unit/tap.h $(UNIT_SRCS) $(wildcard user/*.h) | $(OUT)/tests
+	$(CC) $(CFLAGS) $(SAN_FLAGS) $< $(UNIT_SRCS) -o $@ $(LDLIBS)
+
 tools:
 	@$(MAKE) -s -C tests/tools
 
@@ -100,7 +104,8 @@ bench: deps
 	@$(MAKE) -s all tools $(OUT)/tests/bench_tc
 	@bash tests/bench/bench.sh
 
-unit: $(OUT)/tests/test_flow $(OUT)/tests/test_rtt $(OUT)/tests/test_user $(OUT)/tests/test_speedtest $(OUT)/tests/fuzz_tc
+unit: $(OUT)/tests/test_flow $(OUT)/tests/test_rtt $(OUT)/tests/test_user $(OUT)/tests/test_speedtest $(OUT)/tests/fuzz_tc \
+      $(OUT)/tests/test_status
 
 test: deps
 	@$(MAKE) -s all unit tools

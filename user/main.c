@@ -34,6 +34,7 @@
 #include "speedtest.h"
 #include "report.h"
 #include "rtt.h"
+#include "status.h"
 #include "tc.h"
 
 #define EXIT_USAGE 2
@@ -72,6 +73,7 @@ struct ispmon {
 	double last_sweep;
 	int sig_fd, timer_fd, fast_fd;
 	struct capacity *capacity;
+	struct status *status; /* the page at / and /api/status */
 };
 
 static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
@@ -319,8 +321,10 @@ static void collect(struct ispmon *m, double *last)
 		rtt_reader_sweep(m->rtt, (uint64_t)(t * 1e9));
 		m->last_sweep = t;
 	}
+	status_collect(m->status, &m->report, t, now_s(CLOCK_REALTIME));
 	mbuf_init(&b);
 	report_render(&m->report, &b);
+	status_render_metrics(m->status, &b);
 	if (b.err) {
 		log_warn("cannot render metrics", "err=\"%s\"", strerror(-b.err));
 		mbuf_free(&b);
@@ -554,6 +558,8 @@ static void teardown(struct ispmon *m)
 		close(m->fast_fd);
 	capacity_free(m->capacity);
 	m->capacity = NULL;
+	status_free(m->status);
+	m->status = NULL;
 	metrics_store_destroy(&m->store);
 }
 
@@ -620,6 +626,8 @@ int main(int argc, char **argv)
 		err = rtt_setup(&m);
 	if (!err)
 		err = capacity_new(&m.capacity);
+	if (!err && !(err = status_new(&m.status)))
+		http_server_set_provider(m.http, status_http_provider(m.status));
 	if (!err)
 		err = setup_fds(&m);
 	for (unsigned i = 0; !err && i < m.n_hooks; i++)
