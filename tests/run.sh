@@ -30,8 +30,10 @@ declare -A SUITES=(
 	[stress]="bash tests/test_stress.sh"
 	[sanitize]="bash tests/test_sanitize.sh"
 	[fuzz-user]="bash tests/test_fuzz_user.sh"
+	[unit-status]="build/tests/test_status"
+	[status]="bash tests/test_status_page.sh"
 )
-ORDER=(unit-user unit-bpf unit-rtt unit-speedtest fuzz-tc churn lint cli netlab e2e e2e-rtt e2e-ping speedtest e2e-speedtest reattach devices e2e-capacity ops e2e-ops arm64 stress sanitize fuzz-user)
+ORDER=(unit-user unit-status unit-bpf unit-rtt unit-speedtest fuzz-tc churn lint cli netlab e2e e2e-rtt e2e-ping speedtest e2e-speedtest reattach devices e2e-capacity status ops e2e-ops arm64 stress sanitize fuzz-user)
 SUITE_TIMEOUT=${SUITE_TIMEOUT:-900}
 
 selected=(${TESTS:-${ORDER[@]}})
