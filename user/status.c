@@ -20,7 +20,7 @@ static const struct history_tier tiers[HISTORY_TIERS] = {{10, 360}, {300, 288}};
 #define RTT_BAD_FACTOR 2.0      /* as the WanRttDegraded/LanLegDegraded alerts */
 #define RTT_BAD_MIN_S 0.010     /* ... and at least this much over the usual */
 #define LOSS_BAD 0.05           /* as HighPacketLoss */
-#define LOSS_MIN_PROBES 10
+#define LOSS_MIN_PROBES 50      /* pings resolved before loss can be judged */
 #define PLAN_BAD 0.5            /* as SpeedBelowPlan */
 #define RECENT_OUTAGE_S 900.0   /* "back since ..." for this long */
 #define SCRATCH_POINTS 400      /* >= the buckets of any tier */

@@ -62,7 +62,8 @@ static const char css[] =
 	".c-lan{color:var(--lan)}.c-bloat{color:var(--bloat)}\n"
 	".note{margin:.45rem 0 0;font-size:.85rem;color:var(--mut)}\n"
 	"svg.chart{display:block;width:100%;height:auto;margin-top:.55rem}\n"
-	".chart .gl{stroke:var(--gl)}.chart text{fill:var(--mut);font-size:10px}.chart .empty{font-size:12px}\n"
+	".chart .gl{stroke:var(--gl)}.chart text{fill:var(--mut);font-size:10px;paint-order:stroke;"
+	"stroke:var(--card);stroke-width:3px;stroke-linejoin:round}.chart .empty{font-size:12px}\n"
 	".ln{fill:none;stroke-width:1.8;stroke-linejoin:round;stroke-linecap:round}.ref{stroke-width:1.2;stroke-dasharray:5 4}\n"
 	".k-download{stroke:var(--down);fill:var(--down)}.k-upload{stroke:var(--up);fill:var(--up)}"
 	".k-wan{stroke:var(--wan);fill:var(--wan)}.k-lan{stroke:var(--lan);fill:var(--lan)}"
@@ -412,15 +413,13 @@ static void chart(struct mbuf *b, const struct status_snapshot *s, const struct 
 		mbuf_printf(b, "highest %s. ", txt);
 	}
 	mbuf_printf(b, "</desc>");
-	if (!c->small && c->l[0].kind != CK_STATE) {
+	if (!c->small && c->l[0].kind != CK_STATE)
 		for (int k = 0; k < 2; k++) {
-			double v = g.top / (k + 1), y = gy(&g, v);
+			double y = gy(&g, g.top / (k + 1));
 
-			c->axis(txt, sizeof(txt), v);
-			mbuf_printf(b, "<line class=\"gl\" x1=\"0\" x2=\"%d\" y1=\"%.1f\" y2=\"%.1f\"/>"
-				       "<text x=\"2\" y=\"%.1f\">%s</text>", CHART_W, y, y, y - 2, txt);
+			mbuf_printf(b, "<line class=\"gl\" x1=\"0\" x2=\"%d\" y1=\"%.1f\" y2=\"%.1f\"/>",
+				    CHART_W, y, y);
 		}
-	}
 	if (c->l[0].kind != CK_STATE)
 		mbuf_printf(b, "<line class=\"gl\" x1=\"0\" x2=\"%d\" y1=\"%.1f\" y2=\"%.1f\"/>",
 			    CHART_W, g.y_base, g.y_base);
@@ -439,6 +438,14 @@ static void chart(struct mbuf *b, const struct status_snapshot *s, const struct 
 	if (!total)
 		mbuf_printf(b, "<text class=\"empty\" x=\"%d\" y=\"%.1f\" text-anchor=\"middle\">"
 			       "No data yet</text>", CHART_W / 2, (g.y_top + g.y_base) / 2 + 4);
+	/* Labels last: their halo (CSS) keeps lines from crossing them. */
+	if (!c->small && c->l[0].kind != CK_STATE)
+		for (int k = 0; k < 2; k++) {
+			double v = g.top / (k + 1);
+
+			c->axis(txt, sizeof(txt), v);
+			mbuf_printf(b, "<text x=\"2\" y=\"%.1f\">%s</text>", gy(&g, v) - 2, txt);
+		}
 	if (!c->small) {
 		char half[48];
 
@@ -828,8 +835,11 @@ static void card_outages(struct mbuf *b, const struct status_snapshot *s, const 
 	snprintf(txt, sizeof(txt), "%u", day_n);
 	fig(b, "", NULL, "outages_24h", day_n, txt);
 	status_fmt_duration(when, sizeof(when), day_s);
-	mbuf_printf(b, "</span><span class=\"mut\"> outage%s, ", day_n == 1 ? "" : "s");
-	fig(b, "", NULL, "outage_seconds_24h", day_s, when);
+	mbuf_printf(b, "</span><span class=\"mut\"> outage%s", day_n == 1 ? "" : "s");
+	if (day_n) {
+		mbuf_printf(b, ", ");
+		fig(b, "", NULL, "outage_seconds_24h", day_s, when);
+	}
 	mbuf_printf(b, "</span></div></div>");
 	chart(b, s, h, &c, pts);
 	mbuf_printf(b, "<p class=\"note\">Since start: ");
