@@ -4,6 +4,7 @@
 #   make run      install deps, build, run on this machine (root; sudo if not)
 #   make test     install deps, build, run the whole test suite
 #   make lint     cppcheck on the userspace and test code
+#   make demo     a simulated household watched by ispmon and Prometheus (root)
 #   make clean
 
 OUT        := build
@@ -41,7 +42,7 @@ UNIT_MODS  := config log metrics netif report rtt devices ping speedtest capacit
               history outages status status_html status_json
 UNIT_SRCS  := $(addprefix user/,$(addsuffix .c,$(UNIT_MODS)))
 
-.PHONY: all run test unit lint clean deps tools bench
+.PHONY: all run test unit lint clean deps tools bench demo
 .DELETE_ON_ERROR:
 .SECONDARY: $(BPF_OBJS)
 
@@ -116,6 +117,12 @@ run: deps
 	@if [ "$$(id -u)" -eq 0 ]; then exec ./ispmon $(ARGS); \
 	elif command -v sudo >/dev/null; then exec sudo ./ispmon $(ARGS); \
 	else echo "make run: ispmon needs root (CAP_BPF, CAP_NET_ADMIN) and sudo is missing" >&2; exit 1; fi
+
+# A simulated household in network namespaces, ispmon and Prometheus
+# watching it (scripts/demo.sh; DEMO_SECONDS=N stops after N s).
+demo: deps
+	@$(MAKE) -s all tools
+	@bash scripts/demo.sh
 
 lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,style,performance,portability \

@@ -32,8 +32,9 @@ declare -A SUITES=(
 	[fuzz-user]="bash tests/test_fuzz_user.sh"
 	[unit-status]="build/tests/test_status"
 	[status]="bash tests/test_status_page.sh"
+	[demo]="bash tests/test_demo.sh"
 )
-ORDER=(unit-user unit-status unit-bpf unit-rtt unit-speedtest fuzz-tc churn lint cli netlab e2e e2e-rtt e2e-ping speedtest e2e-speedtest reattach devices e2e-capacity status ops e2e-ops arm64 stress sanitize fuzz-user)
+ORDER=(unit-user unit-status unit-bpf unit-rtt unit-speedtest fuzz-tc churn lint cli netlab e2e e2e-rtt e2e-ping speedtest e2e-speedtest reattach devices e2e-capacity status demo ops e2e-ops arm64 stress sanitize fuzz-user)
 SUITE_TIMEOUT=${SUITE_TIMEOUT:-900}
 
 selected=(${TESTS:-${ORDER[@]}})
