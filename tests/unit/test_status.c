@@ -376,6 +376,9 @@ static void test_renderers(void)
 	s.n_reasons = 1;
 	snprintf(s.reasons[0], sizeof(s.reasons[0]), "None of %s answers.", evil);
 	snprintf(s.summary, sizeof(s.summary), "%s", evil);
+	/* Every ping of the last bucket lost: the loss axis ends at 100%. */
+	history_add(h, SS_PING_RESOLVED, 3995, 4);
+	history_add(h, SS_PING_LOST, 3995, 4);
 	for (int i = 0; i < 100; i++) {
 		history_add(h, SS_DOWN, 3000 + 10 * i, 1e6 + i);
 		history_add(h, SS_DEV0, 3000 + 10 * i, 5e5);
@@ -405,6 +408,9 @@ static void test_renderers(void)
 		      !strstr(b.p, "<script") && strstr(b.p, "href=\"/metrics\"") &&
 		      strstr(b.p, "name=\"viewport\"") && strstr(b.p, "http-equiv=\"refresh\""),
 	      "render: self-contained, no scripts, links to /metrics, viewport and refresh");
+	check(b.p && strstr(b.p, "data-chart=\"c-loss\" data-points=\"1\"") && strstr(b.p, ">100%</text>") &&
+		      !strstr(b.p, ">200%</text>") && strstr(b.p, "<rect class=\"k-loss\""),
+	      "render: a bucket with every ping lost: a full bar, the axis ends at 100%%");
 	check(b.p && strstr(b.p, "<title id=\"c-throughput-t\">Throughput, last 1 h</title>") &&
 		      strstr(b.p, "role=\"img\""),
 	      "render: charts carry a title for screen readers");
