@@ -12,8 +12,8 @@
 #include "capacity.h"
 #include "rtt.h"
 
-/* 10 s x 360: the last hour; 5 min x 288: the last day. 28 series x 648
- * buckets x 24 bytes: about 430 kB. */
+/* 10 s x 360: the last hour; 5 min x 288: the last day. 22 series x 648
+ * buckets x 24 bytes: about 340 kB. */
 static const struct history_tier tiers[HISTORY_TIERS] = {{10, 360}, {300, 288}};
 
 #define TYPICAL_MIN_POINTS 10   /* history needed before "usually" means anything */
