@@ -4,6 +4,7 @@
 #   make run      install deps, build, run on this machine (root; sudo if not)
 #   make test     install deps, build, run the whole test suite
 #   make lint     cppcheck on the userspace and test code
+#   make demo     a simulated household watched by ispmon and Prometheus (root)
 #   make clean
 
 OUT        := build
@@ -37,10 +38,11 @@ USER_SRCS  := $(wildcard user/*.c)
 USER_OBJS  := $(patsubst user/%.c,$(OUT)/user/%.o,$(USER_SRCS))
 # Modules unit-tested without BPF or network: everything but main and the
 # parts that need a kernel.
-UNIT_MODS  := config log metrics netif report rtt devices ping speedtest capacity tcpsock
+UNIT_MODS  := config log metrics netif report rtt devices ping speedtest capacity tcpsock \
+              history outages status status_html status_json
 UNIT_SRCS  := $(addprefix user/,$(addsuffix .c,$(UNIT_MODS)))
 
-.PHONY: all run test unit lint clean deps tools bench
+.PHONY: all run test unit lint clean deps tools bench demo
 .DELETE_ON_ERROR:
 .SECONDARY: $(BPF_OBJS)
 
@@ -82,6 +84,9 @@ $(OUT)/tests/test_speedtest: tests/unit/test_speedtest.c tests/unit/tap.h user/s
 $(OUT)/tests/test_user: tests/unit/test_user.c tests/unit/tap.h $(UNIT_SRCS) $(wildcard user/*.h) $(SKELS) | $(OUT)/tests
 	$(CC) $(CFLAGS) $(SAN_FLAGS) $< $(UNIT_SRCS) -o $@ $(LDLIBS)
 
+$(OUT)/tests/test_status: tests/unit/test_status.c tests/unit/tap.h $(UNIT_SRCS) $(wildcard user/*.h) | $(OUT)/tests
+	$(CC) $(CFLAGS) $(SAN_FLAGS) $< $(UNIT_SRCS) -o $@ $(LDLIBS)
+
 tools:
 	@$(MAKE) -s -C tests/tools
 
@@ -100,7 +105,8 @@ bench: deps
 	@$(MAKE) -s all tools $(OUT)/tests/bench_tc
 	@bash tests/bench/bench.sh
 
-unit: $(OUT)/tests/test_flow $(OUT)/tests/test_rtt $(OUT)/tests/test_user $(OUT)/tests/test_speedtest $(OUT)/tests/fuzz_tc
+unit: $(OUT)/tests/test_flow $(OUT)/tests/test_rtt $(OUT)/tests/test_user $(OUT)/tests/test_speedtest $(OUT)/tests/fuzz_tc \
+      $(OUT)/tests/test_status
 
 test: deps
 	@$(MAKE) -s all unit tools
@@ -111,6 +117,12 @@ run: deps
 	@if [ "$$(id -u)" -eq 0 ]; then exec ./ispmon $(ARGS); \
 	elif command -v sudo >/dev/null; then exec sudo ./ispmon $(ARGS); \
 	else echo "make run: ispmon needs root (CAP_BPF, CAP_NET_ADMIN) and sudo is missing" >&2; exit 1; fi
+
+# A simulated household in network namespaces, ispmon and Prometheus
+# watching it (scripts/demo.sh; DEMO_SECONDS=N stops after N s).
+demo: deps
+	@$(MAKE) -s all tools
+	@bash scripts/demo.sh
 
 # Without -I $(OUT): the generated skeletons embed the BPF objects as
 # string literals (sock.skel.h is 40k lines) and cost cppcheck minutes

@@ -19,6 +19,8 @@ PKGS=(
 	perl
 	# operations stack: rules/alerts (promtool, amtool), dashboards and compose checks
 	prometheus-alertmanager jq yq docker-compose
+	# status page in a real browser (tests/test_status_page.sh)
+	chromium fonts-dejavu-core
 	# lint
 	cppcheck
 	# tests: sanitizers, valgrind, libFuzzer (clang -fsanitize=fuzzer)

@@ -34,8 +34,11 @@ declare -A SUITES=(
 	[fuzz-user]="bash tests/test_fuzz_user.sh"
 	[unit-security]="build/tests/test_security"
 	[web]="bash tests/test_web.sh"
+	[unit-status]="build/tests/test_status"
+	[status]="bash tests/test_status_page.sh"
+	[demo]="bash tests/test_demo.sh"
 )
-ORDER=(unit-user unit-bpf unit-rtt unit-speedtest unit-security fuzz-tc churn lint cli web netlab e2e e2e-rtt e2e-ping e2e-tcp speedtest e2e-speedtest reattach devices e2e-capacity ops e2e-ops arm64 vm-kprobe stress sanitize fuzz-user)
+ORDER=(unit-user unit-status unit-bpf unit-rtt unit-speedtest unit-security fuzz-tc churn lint cli web netlab e2e e2e-rtt e2e-ping e2e-tcp speedtest e2e-speedtest reattach devices e2e-capacity status demo ops e2e-ops arm64 vm-kprobe stress sanitize fuzz-user)
 SUITE_TIMEOUT=${SUITE_TIMEOUT:-900}
 
 selected=(${TESTS:-${ORDER[@]}})

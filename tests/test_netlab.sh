@@ -257,10 +257,35 @@ netlab_link up
 wait "$cpid"
 check "2 MB download across a 1 s outage completes intact" cmp -s "$WORK/dlo" <(head -c 2000000 "$WORK/pattern")
 
+# --- more household devices behind a bridge ---
+out=$(netlab_add_device tv) || nok "netlab_add_device tv"
+check "netlab_add_device tv: its namespace, MAC and addresses ($out)" \
+	[ "$out" = "$NETLAB_PREFIX-tv 02:00:00:00:01:0b 192.0.2.11 2001:db8:1::11" ]
+netlab_add_device phone 02:00:00:00:0a:0a >/dev/null || nok "netlab_add_device phone"
+check "netlab_add_device refuses a name twice" eval '! netlab_add_device tv 2>/dev/null'
+check "the lan device still reaches the server through the bridge" netlab_wait_ping lan "$SRV_IP4" 5
+check "tv reaches the server through the NAT, IPv4 and IPv6" eval \
+	'netlab_wait_ping tv "$SRV_IP4" 5 && netlab_exec tv ping -6 -n -q -c 2 -i 0.2 -W 1 "$SRV_IP6" >/dev/null'
+check "phone fetches 1 MB intact" eval \
+	'netlab_exec phone curl -sS --max-time 10 -o "$WORK/dlp" "http://$SRV_IP4:$HTTP_PORT/bytes/1000000" &&
+	 cmp -s "$WORK/dlp" <(head -c 1000000 "$WORK/pattern")'
+check "the router sees each device by its own MAC" eval \
+	'netlab_exec router ip neigh show 192.0.2.11 | grep -q 02:00:00:00:01:0b &&
+	 netlab_exec router ip neigh show 192.0.2.12 | grep -q 02:00:00:00:0a:0a &&
+	 netlab_exec router ip neigh show "$LAN_IP4" | grep -q "$LAN_MAC"'
+d=$(netlab_get_lan_delay)
+netlab_set_lan_delay 5 5 || nok "netlab_set_lan_delay 5 5"
+m=$(netlab_ping_median phone "$ROUTER_LAN_IP4" 10)
+check "added devices share the LAN delay line: phone -> router $m ms (10 ms set)" near "${m:-0}" 10 1
+netlab_set_lan_delay "${d%% *}" "$(cut -d' ' -f2 <<<"$d")" || nok "restore the LAN delay"
+
 # --- teardown leaves nothing behind ---
-pids=$(for ns in $NS_LAN $NS_LANEM $NS_ROUTER $NS_WANEM $NS_WAN; do ip netns pids "$ns"; done)
+netlab_exec tv sleep 60 & # a device's process: netlab_down ends it too
+disown $!
+sleep 0.2
+pids=$(for ns in $NS_LAN $NS_LANEM $NS_ROUTER $NS_WANEM $NS_WAN $NETLAB_PREFIX-tv; do ip netns pids "$ns"; done)
 npids=$(wc -w <<<"$pids")
-check "processes in the lab before teardown: $npids (2 delay lines, httpd, iperf3, dnsd)" [ "$npids" -ge 5 ]
+check "processes in the lab before teardown: $npids (2 delay lines, httpd, iperf3, dnsd, a device's)" [ "$npids" -ge 6 ]
 netlab_down
 netlab_down # idempotent
 left_ns=$(ip netns list | grep -c "^$NETLAB_PREFIX-")

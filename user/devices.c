@@ -503,3 +503,32 @@ void devices_render(const struct devices *d, struct mbuf *b)
 	prom_header(b, "ispmon_devices_seen", "gauge", "LAN devices seen since start (labelled or in other).");
 	prom_u64(b, "ispmon_devices_seen", NULL, d->n);
 }
+
+unsigned devices_snapshot(const struct devices *d, struct device_snap *out, unsigned max)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < d->n; i++) {
+		const struct dev_entry *e = &d->tab[i];
+		struct ispmon_dev_stats tot = e->base;
+		uint64_t sum;
+		unsigned j;
+
+		if (!e->exported)
+			continue;
+		stats_add(&tot, &e->last);
+		sum = tot.bytes[0] + tot.bytes[1];
+		/* Insertion into the sorted top max. */
+		for (j = n; j > 0 && out[j - 1].bytes[0] + out[j - 1].bytes[1] < sum; j--)
+			if (j < max)
+				out[j] = out[j - 1];
+		if (j >= max)
+			continue;
+		devices_name(d, &e->key, out[j].name, sizeof(out[j].name));
+		memcpy(out[j].bytes, tot.bytes, sizeof(out[j].bytes));
+		memcpy(out[j].rate, e->rate, sizeof(out[j].rate));
+		if (n < max)
+			n++;
+	}
+	return n;
+}

@@ -35,6 +35,16 @@ void devices_commit(struct devices *d, double now_s);
 void devices_render(const struct devices *d, struct mbuf *b);
 unsigned devices_count(const struct devices *d);
 
+/* A labelled device's figures, as /metrics shows them. */
+struct device_snap {
+	char name[64];
+	uint64_t bytes[ISPMON_DIR_MAX];
+	double rate[ISPMON_DIR_MAX]; /* bytes/s over the last commit interval */
+};
+/* The labelled devices with the most traffic (both directions since
+ * start), largest first: at most max; returns how many. */
+unsigned devices_snapshot(const struct devices *d, struct device_snap *out, unsigned max);
+
 /* Label for a device key: MAC "aa:bb:cc:dd:ee:ff" or its IP address. */
 void devices_label(const struct ispmon_dev_key *k, char *buf, size_t len);
 

@@ -1,6 +1,7 @@
 #include "http.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -24,6 +25,7 @@ struct http_server {
 	struct MHD_Daemon *mhd;
 	struct metrics_store *store;
 	struct web_config *web; /* TLS and basic auth, or NULL */
+	_Atomic(const struct http_provider *) provider; /* set while serving */
 	int fd;
 };
 
@@ -110,6 +112,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn,
 			      size_t *upload_data_size, void **con_cls)
 {
 	struct http_server *srv = cls;
+	const struct http_provider *prov;
 	bool body = *upload_data_size != 0;
 
 	/*
@@ -151,6 +154,20 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn,
 					  "out of memory\n");
 		return reply(conn, MHD_HTTP_OK, PROM_CONTENT_TYPE, text, len,
 			     MHD_RESPMEM_MUST_FREE);
+	}
+	prov = atomic_load(&srv->provider);
+	if (prov) {
+		struct http_page page;
+		int err = prov->get(prov->ctx, url, &page);
+
+		if (!err)
+			return reply(conn, MHD_HTTP_OK, page.type, page.body, page.len,
+				     MHD_RESPMEM_MUST_FREE);
+		if (err == -ENODATA)
+			return text_reply(conn, MHD_HTTP_SERVICE_UNAVAILABLE,
+					  "no data collected yet\n");
+		if (err != -ENOENT)
+			return text_reply(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
 	}
 	if (!strcmp(url, "/"))
 		return reply(conn, MHD_HTTP_OK, "text/html; charset=utf-8",
@@ -236,6 +253,11 @@ int http_server_start(const struct listen_addr *addr, struct metrics_store *stor
 	}
 	*out = srv;
 	return 0;
+}
+
+void http_server_set_provider(struct http_server *srv, const struct http_provider *p)
+{
+	atomic_store(&srv->provider, p);
 }
 
 void http_server_stop(struct http_server *srv)

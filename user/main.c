@@ -35,6 +35,7 @@
 #include "speedtest.h"
 #include "report.h"
 #include "rtt.h"
+#include "status.h"
 #include "tc.h"
 #include "tcpsock.h"
 #include "webconfig.h"
@@ -77,6 +78,7 @@ struct ispmon {
 	double last_sweep;
 	int sig_fd, timer_fd, fast_fd;
 	struct capacity *capacity;
+	struct status *status; /* the page at / and /api/status */
 };
 
 static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
@@ -384,8 +386,10 @@ static void collect(struct ispmon *m, double *last)
 		m->last_sweep = t;
 	}
 	capacity_peak_commit(m->capacity, t, metrics_store_served(&m->store));
+	status_collect(m->status, &m->report, t, now_s(CLOCK_REALTIME));
 	mbuf_init(&b);
 	report_render(&m->report, &b);
+	status_render_metrics(m->status, &b);
 	if (b.err) {
 		log_warn("cannot render metrics", "err=\"%s\"", strerror(-b.err));
 		mbuf_free(&b);
@@ -668,6 +672,8 @@ static void teardown(struct ispmon *m)
 		close(m->fast_fd);
 	capacity_free(m->capacity);
 	m->capacity = NULL;
+	status_free(m->status);
+	m->status = NULL;
 	metrics_store_destroy(&m->store);
 }
 
@@ -742,6 +748,8 @@ int main(int argc, char **argv)
 		err = rtt_setup(&m);
 	if (!err)
 		err = capacity_new(&m.capacity);
+	if (!err && !(err = status_new(&m.status)))
+		http_server_set_provider(m.http, status_http_provider(m.status));
 	if (!err)
 		err = setup_fds(&m);
 	if (!err)

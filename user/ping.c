@@ -97,6 +97,8 @@ struct target {
 	} win[WINDOW_MAX];
 	unsigned win_start, win_n;
 	int success; /* of the newest probe with a result; -1 before the first */
+	double last_reply;  /* when the newest reply arrived (monotonic), 0: none */
+	double answering_since; /* the first reply after failures or none */
 	double result_tx; /* when that probe was sent */
 	int logged;  /* state last logged: -1 none, 0 failing, 1 answering */
 };
@@ -317,6 +319,7 @@ static void answered(struct target *t, double tx, double now, double rtt)
 	if (t->received > 1)
 		t->jitter = ping_jitter_step(t->jitter, rtt - t->last_rtt);
 	t->last_rtt = rtt;
+	t->last_reply = now;
 	if (t->win_n == WINDOW_MAX) {
 		t->win_start = (t->win_start + 1) % WINDOW_MAX;
 		t->win_n--;
@@ -327,6 +330,8 @@ static void answered(struct target *t, double tx, double now, double rtt)
 	if (tx < t->result_tx)
 		return;
 	t->result_tx = tx;
+	if (t->success != 1)
+		t->answering_since = now;
 	t->success = 1;
 	t->fail_streak = 0;
 	if (t->logged != 1) {
@@ -924,6 +929,21 @@ fail:
 
 /* --- rendering ------------------------------------------------------------- */
 
+/* Median RTT of a target's replies in the last WINDOW_S; NaN without any.
+ * Under p->lock (uses the scratch array). */
+static double window_median(struct ping *p, const struct target *t, double now)
+{
+	size_t n = 0;
+
+	for (unsigned k = 0; k < t->win_n; k++) {
+		unsigned w = (t->win_start + k) % WINDOW_MAX;
+
+		if (now - t->win[w].t <= WINDOW_S)
+			p->scratch[n++] = t->win[w].rtt;
+	}
+	return ping_median(p->scratch, n);
+}
+
 /* Hosts are validated ([A-Za-z0-9.:%_-]): nothing in a label to escape. */
 void ping_render(struct ping *p, struct mbuf *b)
 {
@@ -984,19 +1004,12 @@ void ping_render(struct ping *p, struct mbuf *b)
 	prom_header(b, "ispmon_ping_rtt_median_seconds", "gauge",
 		    "Median ping RTT over the last 60 s (absent without replies in that time).");
 	for (unsigned i = 0; i < p->n; i++) {
-		const struct target *t = &p->t[i];
-		size_t n = 0;
+		double med = window_median(p, &p->t[i], now);
 
-		for (unsigned k = 0; k < t->win_n; k++) {
-			unsigned w = (t->win_start + k) % WINDOW_MAX;
-
-			if (now - t->win[w].t <= WINDOW_S)
-				p->scratch[n++] = t->win[w].rtt;
-		}
-		if (!n)
+		if (isnan(med))
 			continue;
-		snprintf(lb, sizeof(lb), "target=\"%s\"", t->host);
-		prom_f64(b, "ispmon_ping_rtt_median_seconds", lb, ping_median(p->scratch, n));
+		snprintf(lb, sizeof(lb), "target=\"%s\"", p->t[i].host);
+		prom_f64(b, "ispmon_ping_rtt_median_seconds", lb, med);
 	}
 	prom_header(b, "ispmon_ping_jitter_seconds", "gauge",
 		    "Ping jitter: smoothed mean difference of consecutive RTTs, J += (|D| - J) / 16 "
@@ -1029,4 +1042,27 @@ void ping_render_failures(struct ping *p, struct mbuf *b)
 				    p->t[i].host, reason_names[r],
 				    (unsigned long long)p->t[i].failures[r]);
 	pthread_mutex_unlock(&p->lock);
+}
+
+unsigned ping_snapshot(struct ping *p, struct ping_target_snap *out, unsigned max)
+{
+	double now = mono_now();
+	unsigned n = 0;
+
+	pthread_mutex_lock(&p->lock);
+	for (unsigned i = 0; i < p->n && n < max; i++, n++) {
+		const struct target *t = &p->t[i];
+		struct ping_target_snap *o = &out[n];
+
+		snprintf(o->host, sizeof(o->host), "%s", t->host);
+		o->sent = t->sent;
+		o->received = t->received;
+		o->lost = t->failures[R_TIMEOUT] + t->failures[R_UNREACHABLE] + t->failures[R_ERROR];
+		o->success = t->success;
+		o->median_s = window_median(p, t, now);
+		o->last_reply = t->last_reply;
+		o->answering_since = t->success == 1 ? t->answering_since : 0;
+	}
+	pthread_mutex_unlock(&p->lock);
+	return n;
 }

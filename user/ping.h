@@ -48,6 +48,20 @@ void ping_render(struct ping *p, struct mbuf *b);
 void ping_render_success(struct ping *p, struct mbuf *b);
 void ping_render_failures(struct ping *p, struct mbuf *b);
 
+/* One target's figures at a moment, for the status page. */
+struct ping_target_snap {
+	char host[PING_HOST_MAX + 1];
+	uint64_t sent, received;
+	uint64_t lost;   /* probes sent that failed: timeout, unreachable, error */
+	int success;     /* newest result: 1 answered, 0 failed, -1 none yet */
+	double median_s; /* over the last 60 s, NaN without replies */
+	/* CLOCK_MONOTONIC seconds, 0: none. When the newest reply arrived,
+	 * and (answering now) the first reply after failures or none. */
+	double last_reply, answering_since;
+};
+/* The first max targets, in the order given; returns how many. */
+unsigned ping_snapshot(struct ping *p, struct ping_target_snap *out, unsigned max);
+
 /* A host as --ping-target takes it: 1..PING_HOST_MAX of [A-Za-z0-9.:%_-]. */
 bool ping_valid_host(const char *s);
 

@@ -519,6 +519,7 @@ struct speedtest {
 	double loaded_rtt[SPEEDTEST_DIRS];
 	int64_t retransmits[SPEEDTEST_DIRS]; /* of the last success, -1: unknown */
 	double last_success; /* unix seconds, 0: never */
+	unsigned last_server[SPEEDTEST_DIRS]; /* of the newest success per direction */
 	bool running;
 	bool curl_ready;
 	uint64_t rng;
@@ -1560,6 +1561,7 @@ int speedtest_run_once(struct speedtest *st, unsigned server, unsigned dirs,
 			srv->stable[d] = !strcmp(rs->end, "stable");
 			srv->duration[d] = rs->elapsed_s;
 			srv->runs[d][0]++;
+			st->last_server[d] = server;
 			if (isfinite(rs->loaded_rtt_s)) {
 				st->have_rtt[d] = true;
 				st->loaded_rtt[d] = rs->loaded_rtt_s;
@@ -1831,5 +1833,22 @@ void speedtest_render_probe_failures(struct speedtest *st, struct mbuf *b)
 				 reason_names[k], st->srv[i].label);
 			prom_u64(b, "ispmon_probe_failures_total", labels, st->srv[i].failures[k]);
 		}
+	pthread_mutex_unlock(&st->lock);
+}
+
+void speedtest_snapshot(struct speedtest *st, struct speedtest_snap *out)
+{
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&st->lock);
+	for (int d = 0; d < SPEEDTEST_DIRS; d++) {
+		const struct server *srv = &st->srv[st->last_server[d]];
+
+		out->have[d] = srv->have[d];
+		out->bps[d] = srv->have[d] ? srv->bps[d] : NAN;
+		snprintf(out->server[d], sizeof(out->server[d]), "%s", srv->have[d] ? srv->label : "");
+		out->loaded_rtt_s[d] = st->have_rtt[d] ? st->loaded_rtt[d] : NAN;
+	}
+	out->last_success = st->last_success > 0 ? floor(st->last_success) : 0;
+	out->running = st->running;
 	pthread_mutex_unlock(&st->lock);
 }

@@ -184,6 +184,16 @@ void speedtest_render(struct speedtest *st, struct mbuf *b);
  * each probe module append its samples. */
 void speedtest_render_probe_success(struct speedtest *st, struct mbuf *b);
 void speedtest_render_probe_failures(struct speedtest *st, struct mbuf *b);
+/* The newest successful result of each direction, for the status page. */
+struct speedtest_snap {
+	bool have[SPEEDTEST_DIRS];
+	double bps[SPEEDTEST_DIRS];                   /* NaN: none */
+	char server[SPEEDTEST_DIRS][SPEEDTEST_LABEL_MAX];
+	double loaded_rtt_s[SPEEDTEST_DIRS];          /* NaN: not measured */
+	double last_success;                          /* unix seconds (whole), 0: never */
+	bool running;
+};
+void speedtest_snapshot(struct speedtest *st, struct speedtest_snap *out);
 /* The server label of server i ("" if out of range). */
 const char *speedtest_server_label(const struct speedtest *st, unsigned i);
 

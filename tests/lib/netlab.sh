@@ -46,7 +46,8 @@
 # netlab_exec, netlab_start_servers, netlab_set_delay / netlab_get_delay /
 # netlab_link / netlab_shape / netlab_unshape / netlab_stats (WAN side),
 # netlab_set_lan_delay / netlab_get_lan_delay / netlab_lan_link /
-# netlab_lan_stats (LAN side), netlab_delayline_pid, netlab_wait_ping,
+# netlab_lan_stats (LAN side), netlab_add_device (more household devices
+# behind a bridge), netlab_delayline_pid, netlab_wait_ping,
 # netlab_ping_median, netlab_dns_median. Each is described where defined.
 #
 # Every wait here is bounded; every function returns non-zero with one
@@ -109,7 +110,13 @@ export HTTP_PORT IPERF_PORT DNS_PORT NETLAB_ROOT NETLAB_TOOLS NETLAB_RUN
 
 netlab__err() { echo "netlab: $*" >&2; return 1; }
 
-netlab__namespaces() { echo "$NS_LAN $NS_LANEM $NS_ROUTER $NS_WANEM $NS_WAN"; }
+# The devices netlab_add_device added: "NAME NAMESPACE MAC IP4 IP6" lines.
+netlab__devices_file() { echo "$NETLAB_RUN/devices"; }
+
+netlab__namespaces() {
+	echo "$NS_LAN $NS_LANEM $NS_ROUTER $NS_WANEM $NS_WAN"
+	[ -r "$(netlab__devices_file)" ] && awk '{ print $2 }' "$(netlab__devices_file)"
+}
 
 netlab__ns_exists() { [ -e "/run/netns/$1" ]; }
 
@@ -120,12 +127,17 @@ netlab__veths() {
 		"$NS_WANEM:$WANEM_ROUTER_IF $NS_WANEM:$WANEM_WAN_IF $NS_WAN:$WAN_IF"
 }
 
-# netlab__ns NAME: lan|lanem|router|wanem|wan -> namespace name
+# netlab__ns NAME: lan|lanem|router|wanem|wan or an added device's name ->
+# namespace name
 netlab__ns() {
+	local ns
 	case $1 in
 	lan) echo "$NS_LAN" ;; lanem) echo "$NS_LANEM" ;; router) echo "$NS_ROUTER" ;;
 	wanem) echo "$NS_WANEM" ;; wan) echo "$NS_WAN" ;;
-	*) netlab__err "unknown namespace '$1' (want lan, lanem, router, wanem or wan)" ;;
+	*)
+		ns=$(awk -v n="$1" '$1 == n { print $2 }' "$(netlab__devices_file)" 2>/dev/null)
+		[ -n "$ns" ] && echo "$ns" ||
+			netlab__err "unknown namespace '$1' (want lan, lanem, router, wanem, wan or a device)" ;;
 	esac
 }
 
@@ -435,14 +447,18 @@ netlab__shape_dev() {
 
 # netlab_shape down|up RATE_MBIT [QUEUE_PKTS]: rate-limit one direction with
 # HTB and a pfifo bottleneck queue of QUEUE_PKTS (default 1000, a typical
-# bloated modem buffer; pass a small one for a well-managed line).
+# bloated modem buffer; pass a small one for a well-managed line). Call it
+# again to change the rate or the queue at run time.
 netlab_shape() {
 	local dir=${1:-} rate=${2:-} q=${3:-1000} dev
 	dev=$(netlab__shape_dev "$dir") || return 1
 	netlab__is_num "$rate" && [[ $q =~ ^[1-9][0-9]*$ ]] ||
 		{ netlab__err "usage: netlab_shape down|up RATE_MBIT [QUEUE_PKTS]"; return 1; }
 	# quantum: one MTU frame per round; the r2q default warns at these rates.
-	netlab__try "shaping $dir" tc -n "$NS_WANEM" qdisc replace dev "$dev" root handle 1: htb default 1 &&
+	# HTB cannot be "replaced" by itself: when it is there, only its class
+	# and queue change (a line reshaped at run time).
+	{ tc -n "$NS_WANEM" qdisc show dev "$dev" root | grep -q '^qdisc htb 1: ' ||
+		netlab__try "shaping $dir" tc -n "$NS_WANEM" qdisc replace dev "$dev" root handle 1: htb default 1; } &&
 	netlab__try "shaping $dir" tc -n "$NS_WANEM" class replace dev "$dev" parent 1: classid 1:1 \
 		htb rate "${rate}mbit" ceil "${rate}mbit" quantum 1514 &&
 	netlab__try "shaping $dir" tc -n "$NS_WANEM" qdisc replace dev "$dev" parent 1:1 handle 10: pfifo limit "$q"
@@ -502,7 +518,70 @@ netlab_start_servers() {
 	done
 }
 
-# netlab_wait_ping lan|router|wan ADDR [SECONDS]: wait until ADDR answers.
+# netlab_add_device NAME [MAC]: one more household device, in its own
+# namespace ($NETLAB_PREFIX-NAME), on the lan device's segment: the first
+# call makes the lan namespace's eth0 a port of a bridge br0 that takes over
+# its MAC and addresses (the lan device stays what it was), and every added
+# device hangs off that bridge by a veth, so it shares the LAN delay line
+# (the Wi-Fi) and reaches the router's lan0 with its own MAC. Device N (1,
+# 2, ...) gets eth0 = 192.0.2.(10+N)/24 and 2001:db8:1::(10+N)/64 with
+# default routes via the router, MAC = MAC or 02:00:00:00:01:(10+N) (hex);
+# offloads off, like every veth here. NAME: up to 8 of [a-z0-9]. Prints
+# "NAMESPACE MAC IP4 IP6".
+netlab_add_device() {
+	local name=${1:-} mac=${2:-} f n ns ip4 ip6 pair
+	[[ $name =~ ^[a-z0-9]{1,8}$ ]] || { netlab__err "usage: netlab_add_device NAME [MAC] (NAME: 1-8 of a-z0-9)"; return 1; }
+	case $name in lan | lanem | router | wanem | wan) netlab__err "device name '$name' is taken"; return 1 ;; esac
+	netlab__ns_exists "$NS_LAN" || { netlab__err "netlab_up first"; return 1; }
+	f=$(netlab__devices_file)
+	! grep -q "^$name " "$f" 2>/dev/null || { netlab__err "device $name exists"; return 1; }
+	n=11
+	[ -r "$f" ] && n=$(($(wc -l <"$f") + 11))
+	[ "$n" -le 250 ] || { netlab__err "too many devices"; return 1; }
+	ns=$NETLAB_PREFIX-$name
+	mac=${mac:-$(printf '02:00:00:00:01:%02x' "$n")}
+	ip4=192.0.2.$n ip6=2001:db8:1::$n
+	if ! ip -n "$NS_LAN" link show br0 >/dev/null 2>&1; then
+		netlab__ipb "$NS_LAN" <<-EOF || return 1
+			link add br0 address $LAN_MAC type bridge stp_state 0 forward_delay 0
+			addr del $LAN_IP4/24 dev $LAN_IF
+			addr del $LAN_IP6/64 dev $LAN_IF
+			link set $LAN_IF master br0
+			addr add $LAN_IP4/24 dev br0
+			addr add $LAN_IP6/64 dev br0 nodad
+			link set br0 up
+			route replace default via $ROUTER_LAN_IP4 dev br0
+			route replace ::/0 via $ROUTER_LAN_IP6 dev br0
+		EOF
+	fi
+	netlab__try "creating namespace" ip netns add "$ns" || return 1
+	# Recorded at once: netlab_down removes it whatever fails next.
+	echo "$name $ns $mac $ip4 $ip6" >>"$f"
+	netlab__try "sysctl in $ns" ip netns exec "$ns" sysctl -q -w net.ipv6.conf.default.accept_dad=0 \
+		net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_ra=0 net.ipv6.conf.all.accept_ra=0 || return 1
+	netlab__try "creating $name veth" ip link add "p-$name" netns "$NS_LAN" type veth \
+		peer name eth0 netns "$ns" address "$mac" || return 1
+	for pair in "$NS_LAN:p-$name" "$ns:eth0"; do
+		netlab__try "offloads off" ip netns exec "${pair%%:*}" \
+			ethtool -K "${pair#*:}" tx off rx off tso off gso off gro off || return 1
+	done
+	netlab__ipb "$NS_LAN" <<-EOF || return 1
+		link set p-$name master br0
+		link set p-$name up
+	EOF
+	netlab__ipb "$ns" <<-EOF || return 1
+		link set lo up
+		addr add $ip4/24 dev eth0
+		addr add $ip6/64 dev eth0 nodad
+		link set eth0 up
+		route add default via $ROUTER_LAN_IP4
+		route add ::/0 via $ROUTER_LAN_IP6
+	EOF
+	netlab_wait_ping "$name" "$ROUTER_LAN_IP4" 5 || return 1
+	echo "$ns $mac $ip4 $ip6"
+}
+
+# netlab_wait_ping lan|router|wan|DEVICE ADDR [SECONDS]: wait until ADDR answers.
 netlab_wait_ping() {
 	local ns end
 	ns=$(netlab__ns "$1") || return 1
@@ -589,7 +668,9 @@ netlab_lan_stats() { netlab__stats lan down up; }
 netlab_down() {
 	local ns pids i all
 	# SIGTERM first: the delay line writes its final stats then.
-	for ns in $(netlab__namespaces); do
+	local spaces
+	spaces=$(netlab__namespaces)
+	for ns in $spaces; do
 		netlab__ns_exists "$ns" || continue
 		pids=$(ip netns pids "$ns" 2>/dev/null)
 		# shellcheck disable=SC2086  # one PID per word
@@ -597,13 +678,13 @@ netlab_down() {
 	done
 	for ((i = 0; i < 60; i++)); do
 		all=
-		for ns in $(netlab__namespaces); do
+		for ns in $spaces; do
 			netlab__ns_exists "$ns" && all+=$(ip netns pids "$ns" 2>/dev/null)
 		done
 		[ -z "$all" ] && break
 		sleep 0.05
 	done
-	for ns in $(netlab__namespaces); do
+	for ns in $spaces; do
 		netlab__ns_exists "$ns" || continue
 		pids=$(ip netns pids "$ns" 2>/dev/null)
 		# shellcheck disable=SC2086
