@@ -232,13 +232,25 @@ iperf_mbit() { # extra iperf3 args...; prints receiver goodput in Mbit/s
 	LAN timeout 20 iperf3 -c "$SRV_IP4" -p "$IPERF_PORT" -t 4 -O 1 -f m --connect-timeout 3000 "$@" 2>&1 |
 		awk '/receiver/ { for (i = 1; i <= NF; i++) if ($i == "Mbits/sec") r = $(i - 1) } END { print r + 0 }'
 }
+# The shaper caps the rate; a sender starved of CPU on this shared machine
+# can only fall short of it: one more run when the first is outside.
+# shaped_check DESC RATE IPERF_ARGS...
+shaped_check() {
+	local desc=$1 rate=$2 r r2
+	shift 2
+	r=$(iperf_mbit "$@")
+	if ! near "$r" "$rate" "$(awk -v x="$rate" 'BEGIN { print x / 10 }')"; then
+		r2=$(iperf_mbit "$@")
+		r="$r, then $r2"
+		near "$r2" "$rate" "$(awk -v x="$rate" 'BEGIN { print x / 10 }')"
+	fi
+	check "$desc shaped to $rate Mbit/s: iperf3 goodput $r Mbit/s within 10%" test $? = 0
+}
 netlab_shape down 20 || nok "netlab_shape down 20"
-r=$(iperf_mbit -R)
-check "down shaped to 20 Mbit/s: iperf3 -R goodput $r Mbit/s within 10%" near "$r" 20 2
+shaped_check down 20 -R
 netlab_unshape
 netlab_shape up 10 100 || nok "netlab_shape up 10 100"
-r=$(iperf_mbit)
-check "up shaped to 10 Mbit/s: iperf3 goodput $r Mbit/s within 10%" near "$r" 10 1
+shaped_check up 10
 netlab_unshape
 
 # --- outage ---
