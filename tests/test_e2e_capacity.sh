@@ -6,47 +6,22 @@
 # peak is kept per scrape interval; app-limited
 # traffic (2 Mbit/s paced on the 50 Mbit/s line) must not move it; a deep
 # shaper queue must show as bufferbloat (worse grade) and a short one not.
-set -uo pipefail
 cd "$(dirname "$0")/.."
-. tests/lib/tap.sh
-. tests/lib/netlab.sh
+. tests/lib/e2e.sh
 
-[ "$(id -u)" -eq 0 ] || { echo "skip: needs root"; exit 77; }
-
-BIN=$PWD/ispmon
-TMP=$(mktemp -d)
-ISPMON_PID=
 SECS=${CAPACITY_SECONDS:-8}
-
-cleanup() {
-	[ -n "$ISPMON_PID" ] && kill -TERM "$ISPMON_PID" 2>/dev/null
-	netlab_down
-	rm -rf "$TMP"
-}
-netlab_install_trap
-trap cleanup EXIT
 
 netlab_build_tools || exit 1
 netlab_up 20 20 || exit 1
 netlab_start_servers || exit 1
 
-r() { ip netns exec "$NS_ROUTER" "$@"; }
+# Pings keep WAN-leg samples coming during a download (whose pure ACKs give
+# none), as they do on a real router.
 start_ispmon() {
-	[ -n "$ISPMON_PID" ] && { kill -TERM "$ISPMON_PID"; wait "$ISPMON_PID"; }
-	# Pings keep WAN-leg samples coming during a download (whose pure
-	# ACKs give none), as they do on a real router.
-	ip netns exec "$NS_ROUTER" "$BIN" --interval 1s --no-speedtest \
+	ispmon_run "$TMP/ispmon.err" --interval 1s --no-speedtest \
 		--ping-target "$SRV_IP4" --ping-interval 300ms \
-		--plan-download 50M --plan-upload 50M >/dev/null 2>>"$TMP/ispmon.err" &
-	ISPMON_PID=$!
-	for _ in $(seq 1 50); do
-		r curl -sf -o /dev/null --max-time 1 http://127.0.0.1:8000/metrics && return 0
-		sleep 0.1
-	done
-	return 1
+		--plan-download 50M --plan-upload 50M
 }
-scrape() { r curl -sf http://127.0.0.1:8000/metrics >"$TMP/m.prom"; }
-val() { awk -v k="$1" '$1 == k { print $2 }' "$TMP/m.prom"; }
 # iperf DIR: bulk transfer from the lan device for SECS s; prints the
 # receiver's goodput in bytes/s (TCP payload, the first second omitted).
 # A second argument picks the congestion control (this kernel's default is

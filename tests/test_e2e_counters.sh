@@ -5,26 +5,11 @@
 # the byte and packet counters on /metrics must match the bytes on the wire
 # (the interface's own counters and the delay line's) within 1% per
 # direction. The payloads must arrive bit-exact, with ispmon attached.
-set -uo pipefail
 cd "$(dirname "$0")/.."
-. tests/lib/tap.sh
-. tests/lib/netlab.sh
+. tests/lib/e2e.sh
 
-[ "$(id -u)" -eq 0 ] || { echo "skip: needs root"; exit 77; }
-
-BIN=$PWD/ispmon
 SIZE=20000000
 SIZE6=5000000
-TMP=$(mktemp -d)
-ISPMON_PID=
-
-cleanup() {
-	[ -n "$ISPMON_PID" ] && kill -TERM "$ISPMON_PID" 2>/dev/null
-	netlab_down
-	rm -rf "$TMP"
-}
-netlab_install_trap
-trap cleanup EXIT
 
 netlab_build_tools || exit 1
 netlab_up 5 5 || exit 1
@@ -32,18 +17,10 @@ netlab_start_servers || exit 1
 netlab_wait_ping lan "$SRV_IP4" 5 || exit 1
 netlab_wait_ping lan "$SRV_IP6" 5 || exit 1
 
-r() { ip netns exec "$NS_ROUTER" "$@"; }
-lan() { ip netns exec "$NS_LAN" "$@"; }
-
 # Like `make run`: no --iface, no --listen.
-ip netns exec "$NS_ROUTER" "$BIN" --interval 200ms --no-ping --no-speedtest >"$TMP/ispmon.out" 2>"$TMP/ispmon.err" &
-ISPMON_PID=$!
-up=0
-for _ in $(seq 1 50); do
-	r curl -sf -o /dev/null --max-time 1 http://127.0.0.1:8000/metrics && { up=1; break; }
-	sleep 0.1
-done
-if [ $up = 1 ]; then ok "ispmon serves :8000 in the router"; else
+if ispmon_run "$TMP/ispmon.err" --interval 200ms --no-ping --no-speedtest; then
+	ok "ispmon serves :8000 in the router"
+else
 	not_ok "ispmon serves :8000 in the router: $(head -c 400 "$TMP/ispmon.err")"
 	exit 1
 fi
@@ -54,7 +31,7 @@ check "ispmon picked the default-route interface $ROUTER_WAN_IF" \
 # and ispmon has read the maps since (interval 200 ms).
 snap() {
 	sleep 0.6
-	r curl -sf -o "$TMP/$1.prom" http://127.0.0.1:8000/metrics
+	scrape "$TMP/$1.prom"
 	local s=/sys/class/net/$ROUTER_WAN_IF/statistics
 	r cat $s/rx_bytes $s/tx_bytes $s/rx_packets $s/tx_packets >"$TMP/$1.if"
 	netlab_stats >"$TMP/$1.dl"

@@ -12,17 +12,12 @@
 # program's pings. ispmon must never die nor log an error.
 # Name lookups stay in the router namespace: its resolv.conf points at
 # 127.0.0.1, where nothing listens (ip netns exec mounts /etc/netns/NS/*).
-set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
-. tests/lib/tap.sh
-. tests/lib/netlab.sh
+. tests/lib/e2e.sh
 
-[ "$(id -u)" -eq 0 ] || { echo "skip: needs root"; exit 77; }
-
-BIN=$PWD/ispmon
-TMP=$(mktemp -d)
 ETC_NS=/etc/netns/$NS_ROUTER
-ISPMON_PID=
+e2e_cleanup() { rm -rf "$ETC_NS"; }
+
 ONEWAY=15         # ms each way on the WAN: a 30 ms round trip
 INTERVAL_MS=200
 TIMEOUT_MS=1000
@@ -32,19 +27,6 @@ UNREACH6=2001:db8:3::98   # ... and ICMPv6 no route
 NAMED=srv.ispmon.test     # in the router's /etc/hosts from the start
 LATE=late.ispmon.test     # added to it while ispmon runs
 NX=nonexistent.invalid    # never resolves
-
-cleanup() {
-	if [ -n "$ISPMON_PID" ]; then
-		kill -TERM "$ISPMON_PID" 2>/dev/null
-		wait "$ISPMON_PID" 2>/dev/null
-	fi
-	netlab_down
-	rm -rf "$TMP" "$ETC_NS"
-}
-netlab_install_trap
-trap cleanup EXIT
-
-r() { ip netns exec "$NS_ROUTER" "$@"; }
 
 netlab_build_tools || exit 1
 netlab_up $ONEWAY $ONEWAY || exit 1
@@ -71,12 +53,10 @@ mkdir -p "$ETC_NS" || exit 1
 printf '127.0.0.1 localhost\n::1 localhost\n%s %s\n' "$SRV_IP4" "$NAMED" >"$ETC_NS/hosts"
 printf 'nameserver 127.0.0.1\noptions timeout:1 attempts:1\n' >"$ETC_NS/resolv.conf"
 
-scrape() { r curl -sf --max-time 2 -o "$TMP/m.prom" http://127.0.0.1:8000/metrics; }
-mv_() { metric_value "$TMP/m.prom" "$1"; }
-sent() { mv_ "ispmon_ping_sent_total{target=\"$1\"}"; }
-recvd() { mv_ "ispmon_ping_received_total{target=\"$1\"}"; }
-success() { mv_ "ispmon_probe_success{probe=\"ping\",target=\"$1\"}"; }
-fails() { mv_ "ispmon_probe_failures_total{probe=\"ping\",target=\"$1\",reason=\"$2\"}"; }
+sent() { val "ispmon_ping_sent_total{target=\"$1\"}"; }
+recvd() { val "ispmon_ping_received_total{target=\"$1\"}"; }
+success() { val "ispmon_probe_success{probe=\"ping\",target=\"$1\"}"; }
+fails() { val "ispmon_probe_failures_total{probe=\"ping\",target=\"$1\",reason=\"$2\"}"; }
 num() { [[ ${1:-} =~ ^[0-9]+$ ]]; }
 
 # wait_for SECONDS CMD...: scrape until CMD succeeds (bounded).
@@ -128,14 +108,14 @@ ms() { [ -n "${1:-}" ] && awk -v v="$1" 'BEGIN { printf "%.3f", v * 1000 }'; }
 # expect_rtt NAME TARGET TRUTH_MS: median, mean and histogram within 1 ms.
 expect_rtt() {
 	local name=$1 t=$2 truth=$3 med sum cnt mean frac
-	med=$(ms "$(mv_ "ispmon_ping_rtt_median_seconds{target=\"$t\"}")")
+	med=$(ms "$(val "ispmon_ping_rtt_median_seconds{target=\"$t\"}")")
 	if [ -n "$med" ]; then
 		check "$name: $t median $med ms within 1 ms of $truth ms" near "$med" "$truth" 1
 	else
 		not_ok "$name: $t has no median"
 	fi
-	sum=$(mv_ "ispmon_ping_rtt_seconds_sum{target=\"$t\"}")
-	cnt=$(mv_ "ispmon_ping_rtt_seconds_count{target=\"$t\"}")
+	sum=$(val "ispmon_ping_rtt_seconds_sum{target=\"$t\"}")
+	cnt=$(val "ispmon_ping_rtt_seconds_count{target=\"$t\"}")
 	if num "$cnt" && [ "$cnt" -gt 0 ]; then
 		mean=$(awk -v s="$sum" -v c="$cnt" 'BEGIN { printf "%.3f", s / c * 1000 }')
 		check "$name: $t mean $mean ms (sum/count of $cnt) within 1 ms of $truth ms" near "$mean" "$truth" 1
@@ -196,7 +176,7 @@ for t in "$SRV_IP4" "$SRV_IP6" "$NAMED"; do
 	check "dgram: $t sent $s, received $rv: nothing lost" bash -c "[ $rv -le $s ] && [ $((s - rv)) -le 1 ]"
 	check "dgram: $t probe_success 1" [ "$(success "$t")" = 1 ]
 	check "dgram: $t no failures" [ "$(fails "$t" timeout)$(fails "$t" unreachable)$(fails "$t" error)$(fails "$t" resolve)" = 0000 ]
-	j=$(ms "$(mv_ "ispmon_ping_jitter_seconds{target=\"$t\"}")")
+	j=$(ms "$(val "ispmon_ping_jitter_seconds{target=\"$t\"}")")
 	check "dgram: $t jitter $j ms (below 1 ms on a quiet line)" awk -v j="${j:-x}" 'BEGIN { exit !(j != "x" && j + 0 < 1) }'
 done
 check "dgram: $NAMED resolved to $SRV_IP4" grep -q "ispmon_ping_target_info{target=\"$NAMED\",address=\"$SRV_IP4\"} 1" "$TMP/m.prom"

@@ -6,46 +6,17 @@
 # the truth: the configured delay plus the testbed's own base RTT, measured
 # by ping from the router before and after the traffic (router -> server for
 # the WAN leg, router -> device for the LAN leg). Per-device medians (LAN hook) within max(1 ms, 12%).
-set -uo pipefail
 cd "$(dirname "$0")/.."
-. tests/lib/tap.sh
-. tests/lib/netlab.sh
+. tests/lib/e2e.sh
 
-[ "$(id -u)" -eq 0 ] || { echo "skip: needs root"; exit 77; }
-
-BIN=$PWD/ispmon
-TMP=$(mktemp -d)
-ISPMON_PID=
 LAN_ONEWAY=2 # ms each way: a 4 ms LAN round trip
-
-cleanup() {
-	[ -n "$ISPMON_PID" ] && kill -TERM "$ISPMON_PID" 2>/dev/null
-	netlab_down
-	rm -rf "$TMP"
-}
-netlab_install_trap
-trap cleanup EXIT
 
 netlab_build_tools || exit 1
 netlab_up 5 5 $LAN_ONEWAY $LAN_ONEWAY || exit 1
 netlab_start_servers || exit 1
 
-lan() { ip netns exec "$NS_LAN" "$@"; }
-r() { ip netns exec "$NS_ROUTER" "$@"; }
-
 start_ispmon() {
-	if [ -n "$ISPMON_PID" ]; then
-		kill -TERM "$ISPMON_PID"
-		wait "$ISPMON_PID"
-	fi
-	ip netns exec "$NS_ROUTER" "$BIN" --interval 200ms --lan-iface "$ROUTER_LAN_IF" --no-ping --no-speedtest \
-		>/dev/null 2>>"$TMP/ispmon.err" &
-	ISPMON_PID=$!
-	for _ in $(seq 1 50); do
-		r curl -sf -o /dev/null --max-time 1 http://127.0.0.1:8000/metrics && return 0
-		sleep 0.1
-	done
-	return 1
+	ispmon_run "$TMP/ispmon.err" --interval 200ms --lan-iface "$ROUTER_LAN_IF" --no-ping --no-speedtest
 }
 
 # App-limited transfers (1 MB/s): RTT samples without a standing queue.
@@ -55,14 +26,8 @@ tcp_traffic() { # tcp_traffic SERVER_URL_HOST
 			--data-binary @"$TMP/payload" "http://$1:$HTTP_PORT/upload"
 }
 
-median() { # median LEG METHOD -> seconds, or empty
-	awk -v k="ispmon_passive_rtt_percentile_seconds{leg=\"$1\",method=\"$2\",percentile=\"50\"}" \
-		'$1 == k { print $2 }' "$TMP/m.prom"
-}
-dev_median() { # dev_median LEG
-	awk -v k="ispmon_device_rtt_median_seconds{device=\"$LAN_MAC\",leg=\"$1\"}" \
-		'$1 == k { print $2 }' "$TMP/m.prom"
-}
+median() { val "ispmon_passive_rtt_percentile_seconds{leg=\"$1\",method=\"$2\",percentile=\"50\"}"; } # LEG METHOD
+dev_median() { val "ispmon_device_rtt_median_seconds{device=\"$LAN_MAC\",leg=\"$1\"}"; } # LEG
 
 # The truth is ping's median, taken before and after the traffic: on this
 # shared machine the delay line's own forwarding time drifts with load, so
@@ -123,7 +88,7 @@ scenario() {
 		check "$name: ping to the device" ip netns exec "$NS_WAN" ping -q -n -c 20 -i 0.05 -W 2 "$dev" >/dev/null
 	fi
 	sleep 0.5
-	r curl -sf -o "$TMP/m.prom" http://127.0.0.1:8000/metrics
+	scrape
 	cp "$TMP/m.prom" "tests/artifacts/rtt-$name.prom" 2>/dev/null
 	# The truth again, after the traffic (these pings leave the router,
 	# after the scrape: they are not in the figures checked).

@@ -8,31 +8,15 @@
 # router during the same part of the load; a second ispmon pointed at a
 # server that answers 404 reports the failure with its reason and keeps
 # running.
-set -uo pipefail
 cd "$(dirname "$0")/.."
-. tests/lib/tap.sh
-. tests/lib/netlab.sh
+. tests/lib/e2e.sh
 
-[ "$(id -u)" -eq 0 ] || { echo "skip: needs root"; exit 77; }
-
-BIN=$PWD/ispmon
-TMP=$(mktemp -d)
-ISPMON_PID=
 PING_PID=
-
-cleanup() {
-	[ -n "$ISPMON_PID" ] && kill -TERM "$ISPMON_PID" 2>/dev/null
-	[ -n "$PING_PID" ] && kill -TERM "$PING_PID" 2>/dev/null
-	netlab_down
-	rm -rf "$TMP"
-}
-netlab_install_trap
-trap cleanup EXIT
+e2e_cleanup() { [ -n "$PING_PID" ] && kill -TERM "$PING_PID" 2>/dev/null; }
 
 netlab_build_tools || exit 1
 netlab_up 15 15 && netlab_start_servers && netlab_shape down 20 && netlab_shape up 20 || exit 1
 
-r() { ip netns exec "$NS_ROUTER" "$@"; }
 iperf_kbit() { # goodput seen by the receiver, from lan, 1 s omitted
 	ip netns exec "$NS_LAN" timeout 30 iperf3 -c "$SRV_IP4" -p "$IPERF_PORT" -t 5 -O 1 -f k \
 		--connect-timeout 3000 -J "$@" 2>/dev/null |
@@ -47,18 +31,9 @@ check "iperf3 goodput: down ${truth_down:-?} kbit/s, up ${truth_up:-?} kbit/s" \
 start_ispmon() {
 	local name=$1
 	shift
-	[ -n "$ISPMON_PID" ] && { kill -TERM "$ISPMON_PID"; wait "$ISPMON_PID"; }
-	ip netns exec "$NS_ROUTER" "$BIN" --interval 500ms --no-ping --speed-first-delay 2s \
-		--speed-interval 1m "$@" >/dev/null 2>"$TMP/$name.err" &
-	ISPMON_PID=$!
-	for _ in $(seq 1 50); do
-		r curl -sf -o /dev/null --max-time 1 http://127.0.0.1:8000/metrics && return 0
-		sleep 0.1
-	done
-	return 1
+	: >"$TMP/$name.err"
+	ispmon_run "$TMP/$name.err" --interval 500ms --no-ping --speed-first-delay 2s --speed-interval 1m "$@"
 }
-scrape() { r curl -sf http://127.0.0.1:8000/metrics >"$TMP/m.prom"; }
-val() { awk -v k="$1" '$1 == k { print $2 }' "$TMP/m.prom"; }
 
 SERVER="$SRV_IP4:$HTTP_PORT"
 start_ispmon ok --speed-url "http://$SERVER/bytes/{bytes}" --speed-upload-url "http://$SERVER/upload" ||

@@ -11,35 +11,17 @@
 # RetransSegs; transfers in other namespaces (the lan device through the
 # router, the wan server's side, the root namespace) not counted; and the
 # raw_tp rung on a kernel without BTF (hidden, CO-RE through --btf).
-set -uo pipefail
 cd "$(dirname "$0")/.."
-. tests/lib/tap.sh
-. tests/lib/netlab.sh
+. tests/lib/e2e.sh
 
-[ "$(id -u)" -eq 0 ] || { echo "skip: needs root"; exit 77; }
-
-BIN=$PWD/ispmon
-TMP=$(mktemp -d)
-ISPMON_PID=
 ROOT_HTTPD=
 ROOT_PORT=18100 # root namespace: this suite's own port
-
-cleanup() {
-	[ -n "$ISPMON_PID" ] && kill -TERM "$ISPMON_PID" 2>/dev/null
-	[ -n "$ROOT_HTTPD" ] && kill -TERM "$ROOT_HTTPD" 2>/dev/null
-	netlab_down
-	rm -rf "$TMP"
-}
-netlab_install_trap
-trap cleanup EXIT
+e2e_cleanup() { [ -n "$ROOT_HTTPD" ] && kill -TERM "$ROOT_HTTPD" 2>/dev/null; }
 
 netlab_build_tools || exit 1
 netlab_up 20 20 || exit 1
 netlab_start_servers || exit 1
 netlab_wait_ping router "$SRV_IP6" 5 || exit 1
-
-r() { ip netns exec "$NS_ROUTER" "$@"; }
-lan() { ip netns exec "$NS_LAN" "$@"; }
 
 # start_ispmon LOGNAME [PREFIX...] -- ARGS...: ispmon in the router, wait for /metrics.
 start_ispmon() {
@@ -48,14 +30,7 @@ start_ispmon() {
 	local pre=()
 	while [ "$1" != -- ]; do pre+=("$1"); shift; done
 	shift
-	ip netns exec "$NS_ROUTER" "${pre[@]}" "$BIN" --interval 200ms --no-ping --no-speedtest \
-		--max-devices 0 "$@" >/dev/null 2>"$TMP/$name.err" &
-	ISPMON_PID=$!
-	for _ in $(seq 1 50); do
-		r curl -sf -o /dev/null --max-time 1 http://127.0.0.1:8000/metrics && return 0
-		sleep 0.1
-	done
-	return 1
+	ispmon_run "$TMP/$name.err" "${pre[@]}" -- --interval 200ms --no-ping --no-speedtest --max-devices 0 "$@"
 }
 stop_ispmon() {
 	kill -TERM "$ISPMON_PID"
@@ -65,8 +40,7 @@ stop_ispmon() {
 	return $rc
 }
 # scrape: a fresh page (one collection after the last traffic).
-scrape() { sleep 0.5; r curl -sf -o "$TMP/m.prom" http://127.0.0.1:8000/metrics; }
-val() { metric_value "$TMP/m.prom" "$1"; }
+scrape() { sleep 0.5; r curl -sf --max-time 2 -o "$TMP/m.prom" http://127.0.0.1:8000/metrics; }
 net() { val "$1{scope=\"network\"}"; }
 pct() { val "ispmon_tcp_rtt_percentile_seconds{estimator=\"$1\",scope=\"network\",percentile=\"50\"}"; }
 conns() { val "ispmon_tcp_connections_total{event=\"$1\",scope=\"network\"}"; }
