@@ -109,11 +109,11 @@ for mode in on off; do
 	for i in $(seq 1 "$PAIRS"); do
 		if [ $((i % 2)) = 1 ]; then
 			wo=$(iperf_mbps)
-			start_ispmon
+			start_ispmon --tcp-hooks off
 			w=$(iperf_mbps)
 			stop_ispmon
 		else
-			start_ispmon
+			start_ispmon --tcp-hooks off
 			w=$(iperf_mbps)
 			stop_ispmon
 			wo=$(iperf_mbps)
@@ -151,17 +151,25 @@ prog_stats() {
 }
 # task_ns PID: CPU time of all of PID's threads, ns.
 task_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%.0f\n", s }'; }
-# load_run MODE IDS PID: one run at RATE; sets MBPS NS_PKT PKTS CPU_NS (BPF
-# + daemon when PID is given).
+# load_run MODE IDS PID [TCP_IDS]: one run at RATE; sets MBPS NS_PKT PKTS
+# CPU_NS (the TC programs' BPF time + the daemon's when PID is given), and
+# with TCP_IDS the TCP hooks' TCP_NS TCP_RUNS CPU_TCP_NS.
 load_run() {
 	local t0 n0 t1 n1 c0=0 c1=0
 	offloads "$1"
+	[ -n "${4:-}" ] && read -r u0 m0 <<<"$(prog_stats "$4")"
 	read -r t0 n0 <<<"$(prog_stats "$2")"
 	mv "$TMP/progs.now" "$TMP/progs.before"
 	[ -n "$3" ] && c0=$(task_ns "$3")
 	MBPS=$(iperf_mbps "$RATE")
 	[ -n "$3" ] && c1=$(task_ns "$3")
-	read -r t1 n1 <<<"$(prog_stats "$2")"
+	if [ -n "${4:-}" ]; then
+		read -r u1 m1 <<<"$(prog_stats "$4")"
+		TCP_RUNS=$((m1 - m0))
+		TCP_NS=$(calc "%.1f" "$TCP_RUNS > 0 ? ($u1 - $u0) / $TCP_RUNS : 0")
+		CPU_TCP_NS=$((u1 - u0))
+	fi
+	read -r t1 n1 <<<"$(prog_stats "$2")" # last: its per-program lines stay
 	PKTS=$((n1 - n0))
 	NS_PKT=$(calc "%.1f" "$PKTS > 0 ? ($t1 - $t0) / $PKTS : 0")
 	CPU_NS=$((t1 - t0 + c1 - c0))
@@ -169,14 +177,20 @@ load_run() {
 }
 echo "== fixed load $RATE: BPF run time per packet, CPU"
 start_ispmon
-IDS=$(bpf_ids "$ISPMON_PID" prog_id)
+ALL_IDS=$(bpf_ids "$ISPMON_PID" prog_id)
 # id -> "interface direction" of each attached program
 ip netns exec "$R" bpftool -j net show | perl -MJSON::PP -e '
 	my $j = decode_json(do { local $/; <STDIN> });
 	for my $e (@$j) { for my $t (@{ $e->{tc} // [] }) { my $k = $t->{kind}; $k =~ s{^clsact/}{};
 		print "$t->{id} $t->{devname} $k\n" } }' >"$TMP/hooks"
+# The TC programs, and the rest: the TCP hooks (they run for every socket
+# on the host, also the iperf3 endpoints' here, and return at once for
+# sockets of other namespaces).
+IDS=$(awk '{ print $1 }' "$TMP/hooks" | tr '\n' ' ')
+TCP_IDS=$(for i in $ALL_IDS; do grep -q "^$i " "$TMP/hooks" || echo "$i"; done | tr '\n' ' ')
 for mode in off on; do
-	load_run $mode "$IDS" "$ISPMON_PID"
+	load_run $mode "$IDS" "$ISPMON_PID" "$TCP_IDS"
+	eval "TCPNS_$mode=$TCP_NS TCPRUNS_$mode=$TCP_RUNS CPUTCP_$mode=$CPU_TCP_NS"
 	# ns per run of each program: "iface dir ns runs"
 	join <(sort "$TMP/hooks") <(join <(sort "$TMP/progs.before") <(sort "$TMP/progs.now")) |
 		awk '{ n = $7 - $5; printf "%s %s %.1f %d\n", $2, $3, n ? ($6 - $4) / n : 0, n }' |
@@ -278,7 +292,10 @@ mkdir -p docs
 	echo "A kernel-only path: LAN namespace, router namespace (IPv4 forwarding,"
 	echo "ispmon on its WAN and LAN interfaces), WAN namespace with iperf3, plain"
 	echo "veths; a TCP upload for ${SECS}s per run, $PAIRS pairs of runs alternating"
-	echo "which goes first, ispmon started and stopped for each run with it."
+	echo "which goes first, ispmon started and stopped for each run with it"
+	echo "(\`--tcp-hooks off\`: here the iperf3 endpoints share the router's kernel,"
+	echo "and the TCP hooks would run for their sockets, which on a router are"
+	echo "other machines; their cost is in the next section)."
 	echo
 	echo "| offloads | without ispmon, median | with ispmon, median | ratio with/without, median of pairs | spread (min-max) |"
 	echo "| --- | --- | --- | --- | --- |"
@@ -311,6 +328,7 @@ mkdir -p docs
 	echo "| daemon CPU (user+sys, all threads) | $DMS_off ms | $DMS_on ms |"
 	echo "| ispmon CPU (BPF + daemon) per Mbit carried | $NSMBIT_off ns | $NSMBIT_on ns |"
 	echo "| ispmon CPU per 100 Mbit/s, share of one core | $CORE_off % | $CORE_on % |"
+	echo "| TCP hooks (tp_btf), run time per run: every segment any socket on the host receives, the endpoints' here | $TCPNS_off ns ($TCPRUNS_off runs) | $TCPNS_on ns ($TCPRUNS_on runs) |"
 	echo
 	echo "Per program (MTU-size packets; an upload crosses LAN ingress and WAN"
 	echo "egress, its ACKs WAN ingress and LAN egress):"
