@@ -38,13 +38,6 @@ static void dir_counter(struct mbuf *b, const char *name, const char *help,
 	}
 }
 
-/* Export edges: 4 per power of two from 64 us, a subset of the kernel's
- * 16, so cumulative counts are exact. */
-static bool export_edge(unsigned upper_idx)
-{
-	return upper_idx >= ISPMON_RTT_SUB && (upper_idx - ISPMON_RTT_SUB) % 4 == 0;
-}
-
 static void render_rtt(const struct rtt_view *v, struct mbuf *b)
 {
 	static const unsigned pct[] = {50, 90, 99};
@@ -54,25 +47,10 @@ static void render_rtt(const struct rtt_view *v, struct mbuf *b)
 		    "Passive round-trip time of forwarded traffic by leg (wan: router-internet-router, "
 		    "lan: router-device-router) and method.");
 	for (unsigned s = 0; s < ISPMON_RTT_SERIES; s++) {
-		const char *leg = rtt_leg_names[s / ISPMON_M_MAX];
-		const char *method = rtt_method_names[s % ISPMON_M_MAX];
-		uint64_t acc = 0;
-
-		for (unsigned i = 0; i + 1 < ISPMON_RTT_BUCKETS; i++) {
-			acc += v->total.b[s][i];
-			if (!export_edge(i + 1))
-				continue;
-			mbuf_printf(b, "ispmon_passive_rtt_seconds_bucket{leg=\"%s\",method=\"%s\",le=\"%.9g\"} %llu\n",
-				    leg, method, (double)ispmon_rtt_bucket_lower_us(i + 1) / 1e6,
-				    (unsigned long long)acc);
-		}
-		acc += v->total.b[s][ISPMON_RTT_BUCKETS - 1];
-		mbuf_printf(b, "ispmon_passive_rtt_seconds_bucket{leg=\"%s\",method=\"%s\",le=\"+Inf\"} %llu\n",
-			    leg, method, (unsigned long long)acc);
-		snprintf(labels, sizeof(labels), "leg=\"%s\",method=\"%s\"", leg, method);
-		prom_f64(b, "ispmon_passive_rtt_seconds_sum", labels, (double)v->total.sum_ns[s] / 1e9);
-		/* _count from the buckets, so it always equals the +Inf bucket. */
-		prom_u64(b, "ispmon_passive_rtt_seconds_count", labels, acc);
+		snprintf(labels, sizeof(labels), "leg=\"%s\",method=\"%s\"",
+			 rtt_leg_names[s / ISPMON_M_MAX], rtt_method_names[s % ISPMON_M_MAX]);
+		rtt_render_hist(b, "ispmon_passive_rtt_seconds", labels, v->total.b[s],
+				(double)v->total.sum_ns[s] / 1e9);
 	}
 
 	/* Not a summary: the window slides, so there is no _sum/_count to go

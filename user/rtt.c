@@ -5,7 +5,10 @@
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+
+#include "metrics.h"
 
 #define FLOW_IDLE_NS (120ULL * 1000000000ULL)  /* a flow silent this long is gone */
 #define PENDING_STALE_NS (10ULL * 1000000000ULL) /* matches rtt.h in bpf/ */
@@ -311,4 +314,32 @@ double rtt_quantile_buckets(const uint64_t *b, double q)
 double rtt_quantile(const struct rtt_hist *h, unsigned series, double q)
 {
 	return rtt_quantile_buckets(h->b[series], q);
+}
+
+/* A subset of the kernel's 16 edges per power of two. */
+static bool export_edge(unsigned upper_idx)
+{
+	return upper_idx >= ISPMON_RTT_SUB && (upper_idx - ISPMON_RTT_SUB) % 4 == 0;
+}
+
+void rtt_render_hist(struct mbuf *b, const char *name, const char *labels,
+		     const uint64_t *buckets, double sum_s)
+{
+	char key[128];
+	uint64_t acc = 0;
+
+	for (unsigned i = 0; i + 1 < ISPMON_RTT_BUCKETS; i++) {
+		acc += buckets[i];
+		if (!export_edge(i + 1))
+			continue;
+		mbuf_printf(b, "%s_bucket{%s,le=\"%.9g\"} %llu\n", name, labels,
+			    (double)ispmon_rtt_bucket_lower_us(i + 1) / 1e6, (unsigned long long)acc);
+	}
+	acc += buckets[ISPMON_RTT_BUCKETS - 1];
+	mbuf_printf(b, "%s_bucket{%s,le=\"+Inf\"} %llu\n", name, labels, (unsigned long long)acc);
+	snprintf(key, sizeof(key), "%s_sum", name);
+	prom_f64(b, key, labels, sum_s);
+	/* _count from the buckets, so it always equals the +Inf bucket. */
+	snprintf(key, sizeof(key), "%s_count", name);
+	prom_u64(b, key, labels, acc);
 }

@@ -56,6 +56,14 @@ double rtt_quantile(const struct rtt_hist *h, unsigned series, double q);
 /* The same over one series' buckets (ISPMON_RTT_BUCKETS of them). */
 double rtt_quantile_buckets(const uint64_t *b, double q);
 
+struct mbuf;
+/* One series as a Prometheus histogram: name_bucket{labels,le} at every 4th
+ * kernel bucket edge (4 per power of two from 64 us, so cumulative counts
+ * stay exact) and +Inf, name_sum (sum_s) and name_count (= the +Inf
+ * bucket). buckets: ISPMON_RTT_BUCKETS of them; labels: the series' own. */
+void rtt_render_hist(struct mbuf *b, const char *name, const char *labels,
+		     const uint64_t *buckets, double sum_s);
+
 extern const char *const rtt_leg_names[ISPMON_LEG_MAX];
 extern const char *const rtt_method_names[ISPMON_M_MAX];
 

@@ -349,12 +349,6 @@ static double hist_quantile(const __u64 *h, double q)
 	return rtt_quantile_buckets(b, q);
 }
 
-/* Export edges: 4 per power of two from 64 us, as the passive RTT. */
-static bool export_edge(unsigned upper_idx)
-{
-	return upper_idx >= ISPMON_RTT_SUB && (upper_idx - ISPMON_RTT_SUB) % 4 == 0;
-}
-
 static void render_rtt(const struct tcpsock_view *v, struct mbuf *b)
 {
 	static const unsigned pct[] = {50, 90, 99};
@@ -366,26 +360,15 @@ static void render_rtt(const struct tcpsock_view *v, struct mbuf *b)
 		    "receiver's estimate, data arriving), by scope (network or loopback).");
 	for (unsigned s = 0; s < ISPMON_TCP_SCOPES; s++)
 		for (unsigned e = 0; e < ISPMON_TCP_EST_MAX; e++) {
-			const __u64 *h = v->total[s].rtt_hist[e];
-			uint64_t acc = 0;
+			/* The kernel's __u64 is another type than uint64_t here: copy. */
+			uint64_t h[ISPMON_RTT_BUCKETS];
 
-			for (unsigned i = 0; i + 1 < ISPMON_RTT_BUCKETS; i++) {
-				acc += h[i];
-				if (!export_edge(i + 1))
-					continue;
-				mbuf_printf(b, "ispmon_tcp_rtt_seconds_bucket{estimator=\"%s\",scope=\"%s\",le=\"%.9g\"} %llu\n",
-					    est_names[e], scope_names[s],
-					    (double)ispmon_rtt_bucket_lower_us(i + 1) / 1e6,
-					    (unsigned long long)acc);
-			}
-			acc += h[ISPMON_RTT_BUCKETS - 1];
-			mbuf_printf(b, "ispmon_tcp_rtt_seconds_bucket{estimator=\"%s\",scope=\"%s\",le=\"+Inf\"} %llu\n",
-				    est_names[e], scope_names[s], (unsigned long long)acc);
+			for (unsigned i = 0; i < ISPMON_RTT_BUCKETS; i++)
+				h[i] = v->total[s].rtt_hist[e][i];
 			snprintf(labels, sizeof(labels), "estimator=\"%s\",scope=\"%s\"", est_names[e],
 				 scope_names[s]);
-			prom_f64(b, "ispmon_tcp_rtt_seconds_sum", labels,
-				 (double)v->total[s].rtt_sum_us[e] / 1e6);
-			prom_u64(b, "ispmon_tcp_rtt_seconds_count", labels, acc);
+			rtt_render_hist(b, "ispmon_tcp_rtt_seconds", labels, h,
+					(double)v->total[s].rtt_sum_us[e] / 1e6);
 		}
 	prom_header(b, "ispmon_tcp_rtt_percentile_seconds", "gauge",
 		    "Percentiles of those RTT samples over the last window (ispmon_tcp_rtt_window_seconds), "
