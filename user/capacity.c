@@ -30,9 +30,9 @@ struct capacity {
 	struct ispmon_dir_stats int_start_stats[ISPMON_DIR_MAX];
 	bool have_int_start;
 	/* Highest 100 ms rate: since the last page was rendered (acc), and
-	 * as shown on that page (shown, covering shown_since..). */
+	 * as shown on that page (shown, covering peak_since..peak_rendered_t). */
 	double peak_acc[ISPMON_DIR_MAX], peak_shown[ISPMON_DIR_MAX];
-	double peak_since, peak_shown_since, peak_rendered_t;
+	double peak_since, peak_rendered_t;
 	/* per direction */
 	double ref[ISPMON_DIR_MAX];     /* highest interval rate, decaying */
 	struct sat sat[ISPMON_DIR_MAX][SAT_RING];
@@ -272,14 +272,13 @@ void capacity_peak_commit(struct capacity *c, double t, bool shown_page_served)
 	}
 	if (shown_page_served)
 		c->peak_since = c->peak_rendered_t;
-	c->peak_shown_since = c->peak_since;
 	c->peak_rendered_t = t;
 }
 
 double capacity_peak(const struct capacity *c, int dir, double *window_s)
 {
 	if (window_s)
-		*window_s = c->peak_rendered_t - c->peak_shown_since;
+		*window_s = c->peak_rendered_t - c->peak_since;
 	return c->peak_shown[dir];
 }
 
@@ -299,7 +298,7 @@ void capacity_render(const struct capacity *c, const double plan[ISPMON_DIR_MAX]
 	prom_header(b, "ispmon_passive_throughput_peak_window_seconds", "gauge",
 		    "The time the peak rates cover: from the page the previous scrape took up to this one.");
 	prom_f64(b, "ispmon_passive_throughput_peak_window_seconds", NULL,
-		 c->peak_rendered_t - c->peak_shown_since);
+		 c->peak_rendered_t - c->peak_since);
 	prom_header(b, "ispmon_passive_capacity_bytes_per_second", "gauge",
 		    "Passive line capacity estimate: median goodput (TCP/UDP payload) of the saturated "
 		    "intervals of the last 10 min; absent until there is evidence.");

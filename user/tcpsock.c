@@ -401,7 +401,7 @@ static void render_rtt(const struct tcpsock_view *v, struct mbuf *b)
 }
 
 /* A histogram over fixed buckets: edges[i] is bucket i's upper edge (the
- * last bucket is +Inf); sum in the same unit times scale. */
+ * last bucket is +Inf); sum in the edges' unit. */
 static void render_fixed_hist(struct mbuf *b, const char *name, const char *scope,
 			      const __u64 *h, unsigned n_edges, const double *edges, double sum)
 {
