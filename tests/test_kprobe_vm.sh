@@ -182,7 +182,7 @@ for mode in kprobe auto tracepoint; do
 	# netem drops whole GSO packets: a 1 MB upload is few of them, and 2%
 	# may hit none. Up to three uploads, until the kernel has retransmitted.
 	k0=$(retrans)
-	for try in 1 2 3; do
+	for _ in 1 2 3; do
 		xfer $mode loss http://198.51.100.1:8080/upload
 		sleep 1
 		[ $(( $(retrans) - k0 )) -gt 0 ] && break

@@ -236,13 +236,14 @@ iperf_mbit() { # extra iperf3 args...; prints receiver goodput in Mbit/s
 # can only fall short of it: one more run when the first is outside.
 # shaped_check DESC RATE IPERF_ARGS...
 shaped_check() {
-	local desc=$1 rate=$2 r r2
+	local desc=$1 rate=$2 tol r r2
 	shift 2
+	tol=$(awk -v x="$rate" 'BEGIN { print x / 10 }')
 	r=$(iperf_mbit "$@")
-	if ! near "$r" "$rate" "$(awk -v x="$rate" 'BEGIN { print x / 10 }')"; then
+	if ! near "$r" "$rate" "$tol"; then
 		r2=$(iperf_mbit "$@")
 		r="$r, then $r2"
-		near "$r2" "$rate" "$(awk -v x="$rate" 'BEGIN { print x / 10 }')"
+		near "$r2" "$rate" "$tol"
 	fi
 	check "$desc shaped to $rate Mbit/s: iperf3 goodput $r Mbit/s within 10%" test $? = 0
 }

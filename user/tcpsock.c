@@ -340,12 +340,17 @@ int tcpsock_collect(struct tcpsock *t, double now)
 /* ---- rendering ---- */
 
 /* The kernel's __u64 is another type than uint64_t here: copy, no cast. */
+static void hist_copy(uint64_t dst[ISPMON_RTT_BUCKETS], const __u64 *h)
+{
+	for (unsigned i = 0; i < ISPMON_RTT_BUCKETS; i++)
+		dst[i] = h[i];
+}
+
 static double hist_quantile(const __u64 *h, double q)
 {
 	uint64_t b[ISPMON_RTT_BUCKETS];
 
-	for (unsigned i = 0; i < ISPMON_RTT_BUCKETS; i++)
-		b[i] = h[i];
+	hist_copy(b, h);
 	return rtt_quantile_buckets(b, q);
 }
 
@@ -360,11 +365,9 @@ static void render_rtt(const struct tcpsock_view *v, struct mbuf *b)
 		    "receiver's estimate, data arriving), by scope (network or loopback).");
 	for (unsigned s = 0; s < ISPMON_TCP_SCOPES; s++)
 		for (unsigned e = 0; e < ISPMON_TCP_EST_MAX; e++) {
-			/* The kernel's __u64 is another type than uint64_t here: copy. */
 			uint64_t h[ISPMON_RTT_BUCKETS];
 
-			for (unsigned i = 0; i < ISPMON_RTT_BUCKETS; i++)
-				h[i] = v->total[s].rtt_hist[e][i];
+			hist_copy(h, v->total[s].rtt_hist[e]);
 			snprintf(labels, sizeof(labels), "estimator=\"%s\",scope=\"%s\"", est_names[e],
 				 scope_names[s]);
 			rtt_render_hist(b, "ispmon_tcp_rtt_seconds", labels, h,

@@ -25,10 +25,7 @@ TMP=$(mktemp -d)
 ISPMON_PID=
 
 e2e__exit() {
-	if [ -n "$ISPMON_PID" ]; then
-		kill -TERM "$ISPMON_PID" 2>/dev/null
-		wait "$ISPMON_PID" 2>/dev/null
-	fi
+	ispmon_stop
 	declare -F e2e_cleanup >/dev/null && e2e_cleanup
 	netlab_down
 	rm -rf "$TMP"
