@@ -30,22 +30,13 @@ struct {
 	__type(value, struct ispmon_dir_stats);
 } dir_stats SEC(".maps");
 
-/* An all-zero device entry to create new ones from: too big for the stack. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct ispmon_dev_stats);
-} dev_zero SEC(".maps");
-
 /* Per-device bytes on a LAN interface; creates the device on first sight. */
 static __always_inline void account_device(void *data, void *data_end, struct pkt *p,
 					   enum ispmon_l3 l3, bool ingress, __u32 dir,
 					   __u64 segs, __u64 bytes)
 {
 	struct ispmon_dev_key dk = {};
-	struct ispmon_dev_stats *dev, *zero;
-	__u32 k0 = 0;
+	struct ispmon_dev_stats *dev;
 
 	if (l3 != ISPMON_L3_IPV4 && l3 != ISPMON_L3_IPV6)
 		return;
@@ -70,16 +61,9 @@ static __always_inline void account_device(void *data, void *data_end, struct pk
 	}
 	if (!dev_key(data, data_end, &p->key, ingress, l3_dev, &dk))
 		return;
-	dev = bpf_map_lookup_elem(&devices, &dk);
-	if (!dev) {
-		zero = bpf_map_lookup_elem(&dev_zero, &k0);
-		if (!zero)
-			return;
-		bpf_map_update_elem(&devices, &dk, zero, BPF_NOEXIST);
-		dev = bpf_map_lookup_elem(&devices, &dk);
-		if (!dev)
-			return;
-	}
+	dev = dev_find(&dk, true);
+	if (!dev)
+		return;
 	dev->bytes[dir & 1] += bytes;
 	dev->packets[dir & 1] += segs;
 	/* Only compared between interfaces: the coarse clock (a tick) is

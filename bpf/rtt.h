@@ -53,6 +53,9 @@ const volatile __u64 rtt_rate_limit_ns = 10 * 1000 * 1000;
 /* On a LAN interface: per-device accounting, and the legs swap (an answer
  * leaving towards the device closes a request that went to the internet). */
 const volatile bool lan_side = false;
+/* The per-CPU shortcut for bursts of one TSval (rtt_seen); make bench turns
+ * it off to measure the flow table's way for the same packets. */
+const volatile bool tcp_shortcut = true;
 
 /* Where a sample is taken: its leg and, on a LAN interface, its device
  * (looked up only when a sample is taken: most packets give none). */
@@ -68,6 +71,14 @@ struct {
 	__type(key, struct ispmon_dev_key);
 	__type(value, struct ispmon_dev_stats);
 } devices SEC(".maps");
+
+/* In front of devices, per CPU: see ISPMON_DEV_CACHE_SLOTS. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, ISPMON_DEV_CACHE_SLOTS);
+	__type(key, __u32);
+	__type(value, struct ispmon_dev_slot);
+} dev_cache SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -111,6 +122,95 @@ struct {
 	__type(value, struct ispmon_flow_counters);
 } flow_counters SEC(".maps");
 
+/*
+ * What this CPU last let through for a TCP flow with timestamps: its TSval
+ * and TSecr, once the flow's state holds both. A TSval stays the same for a
+ * clock tick (1 ms on Linux) while a burst of segments carries it, and so
+ * does the TSecr of their ACKs: such a packet can neither remember nor
+ * answer anything and only moves the highest sequence sent, which the slot
+ * keeps until the next packet of the flow takes the flow table's way. This
+ * spares most packets of a busy flow the hash lookup. Direct-mapped; a
+ * colliding flow takes the slot over.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1 << ISPMON_SEEN_BITS);
+	__type(key, __u32);
+	__type(value, struct ispmon_tcp_seen);
+} rtt_seen SEC(".maps");
+
+/* Keys are compared as words (without branches): no memcmp in BPF. */
+typedef __u32 __attribute__((may_alias)) rtt_word;
+
+static __always_inline bool flow_key_eq(const struct ispmon_flow_key *a,
+					const struct ispmon_flow_key *b)
+{
+	const rtt_word *x = (const rtt_word *)a, *y = (const rtt_word *)b;
+	__u32 d = 0;
+
+#pragma unroll
+	for (int i = 0; i < (int)(sizeof(*a) / 4); i++)
+		d |= x[i] ^ y[i];
+	return !d;
+}
+
+static __always_inline bool dev_key_eq(const struct ispmon_dev_key *a,
+				       const struct ispmon_dev_key *b)
+{
+	const rtt_word *x = (const rtt_word *)a, *y = (const rtt_word *)b;
+	__u32 d = 0;
+
+#pragma unroll
+	for (int i = 0; i < (int)(sizeof(*a) / 4); i++)
+		d |= x[i] ^ y[i];
+	return !d;
+}
+
+static __always_inline __u32 seen_slot_of(const struct ispmon_flow_key *k)
+{
+	__u32 w = k->saddr[0] ^ k->saddr[3] ^ k->daddr[0] ^ k->daddr[3] ^
+		  ((__u32)k->sport << 16 | k->dport);
+
+	return (w * 2654435761u) >> (32 - ISPMON_SEEN_BITS);
+}
+
+/* An all-zero device entry to create new ones from: too big for the stack. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ispmon_dev_stats);
+} dev_zero SEC(".maps");
+
+/* A device's counters on this CPU: its cache slot when it owns one (or the
+ * slot is free and create is set), else its LRU entry, created if asked. */
+static __always_inline struct ispmon_dev_stats *dev_find(const struct ispmon_dev_key *dk,
+							 bool create)
+{
+	__u32 idx = ispmon_dev_slot_of(dk), k0 = 0;
+	struct ispmon_dev_slot *slot = bpf_map_lookup_elem(&dev_cache, &idx);
+	struct ispmon_dev_stats *dev, *zero;
+
+	if (slot) {
+		if (slot->used && dev_key_eq(&slot->key, dk))
+			return &slot->st;
+		if (!slot->used && create) {
+			/* A new slot is all zero: only the key to write. */
+			__builtin_memcpy(&slot->key, dk, sizeof(*dk));
+			slot->used = 1;
+			return &slot->st;
+		}
+	}
+	dev = bpf_map_lookup_elem(&devices, dk);
+	if (dev || !create)
+		return dev;
+	zero = bpf_map_lookup_elem(&dev_zero, &k0);
+	if (!zero)
+		return NULL;
+	bpf_map_update_elem(&devices, dk, zero, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&devices, dk);
+}
+
 /* Wrap-around safe sequence/timestamp comparisons (RFC 1982 style). */
 static __always_inline bool before32(__u32 a, __u32 b) { return (__s32)(a - b) < 0; }
 static __always_inline bool after32(__u32 a, __u32 b) { return (__s32)(b - a) < 0; }
@@ -138,7 +238,7 @@ static __always_inline void rtt_sample(const struct rtt_at *at, __u32 method, __
 	__u32 series = leg * ISPMON_M_MAX + method;
 	__u32 bucket = ispmon_rtt_bucket(rtt_ns / 1000);
 	__u32 idx = series * ISPMON_RTT_BUCKETS + bucket;
-	struct ispmon_dev_stats *dev = at->has_dev ? bpf_map_lookup_elem(&devices, &at->dk) : NULL;
+	struct ispmon_dev_stats *dev = at->has_dev ? dev_find(&at->dk, false) : NULL;
 	struct ispmon_rtt_counters *c;
 	struct ispmon_rtt_sum *s;
 	__u64 *n;
@@ -270,8 +370,9 @@ static __always_inline void rtt_tcp(struct __sk_buff *skb, void *data, void *dat
 	struct ispmon_flow_key rkey;
 	struct ispmon_flow_counters *fc;
 	struct ispmon_rtt_counters *c;
-	__u32 doff, plen, seq, ack, end, tsval = 0, tsecr = 0, zero = 0;
-	bool has_ts, syn, fin, new_range, retrans, newer_ts, data_or_syn;
+	struct ispmon_tcp_seen *seen;
+	__u32 doff, plen, seq, ack, end, tsval = 0, tsecr = 0, zero = 0, idx;
+	bool has_ts, syn, fin, new_range, retrans, newer_ts, data_or_syn, burst, mine;
 	__u64 now;
 
 	if (p->l4_off > 0x3fff || (void *)(th + 1) > data_end)
@@ -290,10 +391,29 @@ static __always_inline void rtt_tcp(struct __sk_buff *skb, void *data, void *dat
 	syn = th->syn;
 	fin = th->fin;
 	data_or_syn = plen || syn || fin;
+	end = seq + plen + syn + fin;
+
+	/* 0. The same TSval and TSecr as the flow's last packet on this CPU
+	 * (see rtt_seen): nothing to do but note how far the data went. */
+	idx = seen_slot_of(&p->key);
+	seen = bpf_map_lookup_elem(&rtt_seen, &idx);
+	burst = has_ts && th->ack && !syn && !fin && !th->rst;
+	mine = tcp_shortcut && seen && seen->valid && flow_key_eq(&seen->key, &p->key);
+	if (mine && burst && seen->tsval == tsval && seen->tsecr == tsecr) {
+		if (plen && after32(end, seen->end))
+			seen->end = end;
+		return;
+	}
+	if (mine)
+		seen->valid = 0; /* this packet goes the flow table's way */
 
 	fc = bpf_map_lookup_elem(&flow_counters, &zero);
 	if (th->rst) {
 		reverse_key(&p->key, &rkey);
+		idx = seen_slot_of(&rkey);
+		seen = bpf_map_lookup_elem(&rtt_seen, &idx);
+		if (seen && flow_key_eq(&seen->key, &rkey))
+			seen->valid = 0;
 		if (!bpf_map_delete_elem(&flow_state, &p->key) && fc)
 			fc->closed++;
 		if (!bpf_map_delete_elem(&flow_state, &rkey) && fc)
@@ -301,6 +421,8 @@ static __always_inline void rtt_tcp(struct __sk_buff *skb, void *data, void *dat
 		return;
 	}
 	st = bpf_map_lookup_elem(&flow_state, &p->key);
+	if (mine && st && (st->flags & ISPMON_FS_SEQ_INIT) && after32(seen->end, st->highest_end))
+		st->highest_end = seen->end;
 
 	/* 1. As an answer to the reverse direction. Only the first packet
 	 * echoing a TSecr can match: the rest of a burst skips the lookup. */
@@ -338,7 +460,6 @@ static __always_inline void rtt_tcp(struct __sk_buff *skb, void *data, void *dat
 	}
 
 	/* 2. As a request. */
-	end = seq + plen + syn + fin;
 	/* A SYN that does not repeat the one this state began with opens a new
 	 * connection on a reused 4-tuple: start over as for an unknown flow. */
 	if (!st || !(st->flags & ISPMON_FS_SEQ_INIT) || (syn && end != st->highest_end)) {
@@ -349,7 +470,7 @@ static __always_inline void rtt_tcp(struct __sk_buff *skb, void *data, void *dat
 		 * shortcut above, but its sequence space starts at its first
 		 * data. */
 		if (!data_or_syn && (!has_ts || st))
-			return;
+			goto done;
 		now = clock_ns(nowp);
 		fresh.last_seen_ns = now;
 		if (has_ts) {
@@ -382,7 +503,7 @@ static __always_inline void rtt_tcp(struct __sk_buff *skb, void *data, void *dat
 		} else if (!bpf_map_update_elem(&flow_state, &p->key, &fresh, BPF_NOEXIST) && fc) {
 			fc->created++;
 		}
-		return;
+		goto done;
 	}
 	if (!data_or_syn) {
 		/* A pure ACK is never remembered (nobody answers it promptly),
@@ -393,7 +514,7 @@ static __always_inline void rtt_tcp(struct __sk_buff *skb, void *data, void *dat
 			st->last_tsval = tsval;
 			st->flags |= ISPMON_FS_TSVAL_SEEN;
 		}
-		return;
+		goto done;
 	}
 
 	/* Entirely new sequence space, or (partly) sent before? */
@@ -412,7 +533,7 @@ static __always_inline void rtt_tcp(struct __sk_buff *skb, void *data, void *dat
 	if (has_ts) {
 		newer_ts = !(st->flags & ISPMON_FS_TSVAL_SEEN) || after32(tsval, st->last_tsval);
 		if (!newer_ts)
-			return; /* same TSval as before, or reordered */
+			goto done; /* same TSval as before, or reordered */
 		st->last_tsval = tsval;
 		st->flags |= ISPMON_FS_TSVAL_SEEN;
 		/* TSvals tick at least every few ms while a flow is busy:
@@ -420,32 +541,46 @@ static __always_inline void rtt_tcp(struct __sk_buff *skb, void *data, void *dat
 		now = clock_ns(nowp);
 		st->last_seen_ns = now;
 		if (retrans)
-			return;
+			goto done;
 		if (now - st->last_record_ns < rtt_rate_limit_ns) {
 			c = counters(ISPMON_M_TCP_TS);
 			if (c)
 				c->rate_limited++;
-			return;
+			goto done;
 		}
 		st->last_record_ns = now;
 		remember(&p->key, tsval, ISPMON_M_TCP_TS, now, true);
-		return;
+		goto done;
 	}
 
 	/* No timestamps: SEQ/ACK with one outstanding measurement, which an
 	 * ACK that never comes must not block forever. */
 	if (!new_range)
-		return;
+		goto done;
 	now = clock_ns(nowp);
 	st->last_seen_ns = now;
 	if ((st->flags & ISPMON_FS_PENDING) && now - st->pending_ts_ns < PENDING_MAX_AGE_NS)
-		return;
+		goto done;
 	st->pending_end = end;
 	st->pending_ts_ns = now;
 	st->flags |= ISPMON_FS_PENDING;
 	c = counters(ISPMON_M_TCP_SEQ);
 	if (c)
 		c->records++;
+done:
+	/* Arm the slot once the flow table holds this TSval and TSecr: a
+	 * repeat would change nothing there but the highest end. */
+	if (tcp_shortcut && seen && burst && st &&
+	    (st->flags & (ISPMON_FS_SEQ_INIT | ISPMON_FS_TSVAL_SEEN | ISPMON_FS_TSECR_SEEN |
+			  ISPMON_FS_PENDING)) ==
+		    (ISPMON_FS_SEQ_INIT | ISPMON_FS_TSVAL_SEEN | ISPMON_FS_TSECR_SEEN) &&
+	    st->last_tsval == tsval && st->last_tsecr == tsecr) {
+		seen->key = p->key;
+		seen->tsval = tsval;
+		seen->tsecr = tsecr;
+		seen->end = st->highest_end;
+		seen->valid = 1;
+	}
 }
 
 static __always_inline void rtt_dns(void *data, void *data_end, struct pkt *p,

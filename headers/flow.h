@@ -161,6 +161,18 @@ struct ispmon_rtt_sum {
 	__u64 count;
 };
 
+/* The TC programs' per-CPU shortcut for bursts of one TSval (bpf/rtt.h):
+ * what this CPU last let through for a flow. */
+#define ISPMON_SEEN_BITS 8
+
+struct ispmon_tcp_seen {
+	struct ispmon_flow_key key;
+	__u32 tsval;
+	__u32 tsecr;
+	__u32 end; /* highest sequence end of the data it let through */
+	__u32 valid;
+};
+
 /* Flow table bookkeeping, per CPU. */
 struct ispmon_flow_counters {
 	__u64 created;
@@ -179,7 +191,7 @@ struct ispmon_dev_key {
 	__u8 addr[16];
 	__u8 family;
 	__u8 pad[3];
-};
+} __attribute__((aligned(4))); /* compared as words in the TC programs */
 
 /* Per CPU. Directions as on the WAN: download = towards the device. */
 struct ispmon_dev_stats {
@@ -193,5 +205,32 @@ struct ispmon_dev_stats {
 	__u64 rtt_count[ISPMON_LEG_MAX];
 	__u64 rtt_hist[ISPMON_LEG_MAX][ISPMON_DEV_RTT_BUCKETS];
 };
+
+/*
+ * A per-CPU, direct-mapped cache in front of the device table: a packet of
+ * a device whose slot it owns on this CPU costs an array lookup instead of a
+ * hash lookup. A slot is claimed by the first device that hashes to it and
+ * kept (a household has a few dozen devices); the others share the LRU
+ * table. Slots describe themselves, so userspace adds a device's slots on
+ * every CPU to its table entry.
+ */
+#define ISPMON_DEV_CACHE_SLOTS 64
+
+struct ispmon_dev_slot {
+	struct ispmon_dev_key key;
+	__u32 used;
+	struct ispmon_dev_stats st;
+};
+
+static inline __u32 ispmon_dev_slot_of(const struct ispmon_dev_key *k)
+{
+	__u32 w = (__u32)k->addr[2] << 24 | (__u32)k->addr[3] << 16 |
+		  (__u32)k->addr[4] << 8 | k->addr[5];
+
+	/* The low bytes tell MACs (the NIC part) and addresses apart. */
+	w ^= (__u32)k->addr[12] << 24 | (__u32)k->addr[13] << 16 |
+	     (__u32)k->addr[14] << 8 | k->addr[15];
+	return (w * 2654435761u) >> 26; /* 6 bits: ISPMON_DEV_CACHE_SLOTS */
+}
 
 #endif /* ISPMON_FLOW_H */

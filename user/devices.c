@@ -40,6 +40,9 @@ struct devices {
 	uint64_t other_bytes[ISPMON_DIR_MAX], other_packets[ISPMON_DIR_MAX];
 	bool have_other;
 	struct ispmon_dev_stats *pcpu;
+	/* one batch read of the slot cache: slots x CPUs */
+	struct ispmon_dev_slot *slots;
+	__u32 *slot_keys;
 	int ncpu;
 	unsigned pass; /* devices_read() walks so far */
 	double last_slot, last_commit;
@@ -60,8 +63,12 @@ int devices_new(unsigned max_devices, struct devices **out)
 	d->ncpu = libbpf_num_possible_cpus();
 	d->last_slot = -1;
 	d->tab = calloc(DEVICES_TABLE_MAX, sizeof(*d->tab));
-	d->pcpu = d->ncpu > 0 ? calloc((size_t)d->ncpu, sizeof(*d->pcpu)) : NULL;
-	if (!d->tab || !d->pcpu) {
+	if (d->ncpu > 0) {
+		d->pcpu = calloc((size_t)d->ncpu, sizeof(*d->pcpu));
+		d->slots = calloc((size_t)d->ncpu * ISPMON_DEV_CACHE_SLOTS, sizeof(*d->slots));
+	}
+	d->slot_keys = calloc(ISPMON_DEV_CACHE_SLOTS, sizeof(*d->slot_keys));
+	if (!d->tab || !d->pcpu || !d->slots || !d->slot_keys) {
 		devices_free(d);
 		return -ENOMEM;
 	}
@@ -75,6 +82,8 @@ void devices_free(struct devices *d)
 		return;
 	free(d->tab);
 	free(d->pcpu);
+	free(d->slots);
+	free(d->slot_keys);
 	free(d);
 }
 
@@ -144,7 +153,27 @@ static struct dev_entry *add(struct devices *d, const struct ispmon_dev_key *k)
 	return e;
 }
 
-int devices_read(struct devices *d, int map_fd)
+/* The cache's slots hold whole devices of one CPU each: every used one is a
+ * reading of its device. Slots are never given up, so nothing is lost. */
+static int read_cache(struct devices *d, int fd)
+{
+	__u32 count = ISPMON_DEV_CACHE_SLOTS, out;
+	int err;
+
+	err = bpf_map_lookup_batch(fd, NULL, &out, d->slot_keys, d->slots, &count, NULL);
+	if (err && err != -ENOENT)
+		return err;
+	for (__u32 i = 0; i < count && i < ISPMON_DEV_CACHE_SLOTS; i++)
+		for (int c = 0; c < d->ncpu; c++) {
+			const struct ispmon_dev_slot *s = &d->slots[(size_t)i * (size_t)d->ncpu + (size_t)c];
+
+			if (s->used)
+				devices_ingest(d, &s->key, &s->st);
+		}
+	return 0;
+}
+
+int devices_read(struct devices *d, int map_fd, int cache_fd)
 {
 	struct ispmon_dev_key key, next;
 	void *prev = NULL;
@@ -172,7 +201,7 @@ int devices_read(struct devices *d, int map_fd)
 		if (e)
 			e->read_pass = d->pass;
 	}
-	return 0;
+	return cache_fd >= 0 ? read_cache(d, cache_fd) : 0;
 }
 
 void devices_ingest(struct devices *d, const struct ispmon_dev_key *key,

@@ -25,8 +25,9 @@ struct devices;
 
 int devices_new(unsigned max_devices, struct devices **out);
 void devices_free(struct devices *d);
-/* Read one LAN interface's map; call for each, then devices_commit(). */
-int devices_read(struct devices *d, int map_fd);
+/* Read one LAN interface's device table (map_fd) and per-CPU slot cache
+ * (cache_fd, or -1 for none); call for each, then devices_commit(). */
+int devices_read(struct devices *d, int map_fd, int cache_fd);
 /* One device's reading from one interface (what devices_read feeds). */
 void devices_ingest(struct devices *d, const struct ispmon_dev_key *key,
 		    const struct ispmon_dev_stats *sum);

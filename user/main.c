@@ -201,7 +201,7 @@ static int check_btf(const struct config *cfg)
  * Table sizes, before load. The device table is an LRU map: with a shared
  * LRU list each CPU keeps up to 128 free entries of its own, so it must be
  * that much larger than what it should hold (every device the collector
- * remembers) or it evicts early. The WAN instance never uses it.
+ * remembers) or it evicts early. The WAN instance never uses it (nor the cache in front of it).
  */
 static int size_maps(const struct config *cfg, struct hook *h)
 {
@@ -213,6 +213,8 @@ static int size_maps(const struct config *cfg, struct hook *h)
 		err = bpf_map__set_max_entries(h->skel->maps.pending, cfg->max_flows);
 	if (!err)
 		err = bpf_map__set_max_entries(h->skel->maps.devices, dev);
+	if (!err && !h->lan)
+		err = bpf_map__set_max_entries(h->skel->maps.dev_cache, 1);
 	if (err)
 		log_error("cannot size the BPF maps", "err=\"%s\"", strerror(-err));
 	return err;
@@ -375,8 +377,14 @@ static void collect(struct ispmon *m, double *last)
 		log_warn("cannot read the TCP socket maps", "err=\"%s\"", strerror(-err));
 	}
 	if (m->devices) {
-		for (unsigned i = 1; i < m->n_hooks; i++)
-			devices_read(m->devices, bpf_map__fd(m->hooks[i].skel->maps.devices));
+		for (unsigned i = 1; i < m->n_hooks; i++) {
+			err = devices_read(m->devices, bpf_map__fd(m->hooks[i].skel->maps.devices),
+					   bpf_map__fd(m->hooks[i].skel->maps.dev_cache));
+			if (err) {
+				m->report.collect_errors++;
+				log_warn("cannot read the device maps", "err=\"%s\"", strerror(-err));
+			}
+		}
 		devices_commit(m->devices, t);
 	}
 	if (t - m->last_sweep >= SWEEP_INTERVAL_S) {

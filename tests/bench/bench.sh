@@ -281,7 +281,15 @@ mkdir -p docs
 	tail -n +2 "$TMP/tc.txt" | awk '{ printf "| %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5 }'
 	echo
 	echo "\`lan_\` rows: the same frames through the programs as loaded on a LAN"
-	echo "interface, which also keep the per-device table (one more hash lookup)."
+	echo "interface, which also count per device (a per-CPU slot cache in front of"
+	echo "the device table: an array lookup for a household's devices)."
+	echo
+	echo "Every run repeats one packet, as a burst of segments repeats its TSval"
+	echo "and TSecr for a clock tick (1 ms on Linux): after the first, the \`tcp_*_ts\`"
+	echo "rows take the per-CPU burst shortcut (bpf/rtt.h) and skip the flow table."
+	echo "\`table_\` rows: the same packets with the shortcut off, through the flow"
+	echo "table's hash lookup, which is what the first packet of each new TSval"
+	echo "costs (plus a clock read, and a record when one is due)."
 	echo
 	echo "The target is well under 100 ns per packet over the empty program. For"
 	echo "scale, the published figure for ePPing (passive RTT on tc) is 269-325 ns"

@@ -155,17 +155,28 @@ int main(void)
 {
 	/* lan: the programs as loaded on a LAN interface (per-device
 	 * accounting; what arrives there comes from a device). */
+	/* table: the programs with the burst shortcut off (bpf/rtt.h), so
+	 * that the same packet takes the flow table's way, as the first packet
+	 * of each new TSval does. */
+	enum { WAN, LAN, TABLE };
 	static const struct {
-		const char *kind;
-		int ingress, lan;
+		const char *kind, *pkt;
+		int ingress, inst;
 	} cases[] = {
-		{"tcp_data_ts", 0, 0},      {"tcp_ack_ts", 1, 0},    {"tcp_data_nots", 0, 0},
-		{"udp_dns_reply", 1, 0},    {"ipv6_tcp_data_ts", 0, 0},
-		{"lan_tcp_data_ts", 1, 1},  {"lan_tcp_ack_ts", 0, 1},
+		{"tcp_data_ts", "tcp_data_ts", 0, WAN},
+		{"tcp_ack_ts", "tcp_ack_ts", 1, WAN},
+		{"tcp_data_nots", "tcp_data_nots", 0, WAN},
+		{"udp_dns_reply", "udp_dns_reply", 1, WAN},
+		{"ipv6_tcp_data_ts", "ipv6_tcp_data_ts", 0, WAN},
+		{"lan_tcp_data_ts", "lan_tcp_data_ts", 1, LAN},
+		{"lan_tcp_ack_ts", "lan_tcp_ack_ts", 0, LAN},
+		{"table_tcp_data_ts", "tcp_data_ts", 0, TABLE},
+		{"table_tcp_ack_ts", "tcp_ack_ts", 1, TABLE},
 	};
 	struct bench_empty_bpf *empty = bench_empty_bpf__open_and_load();
 	struct flow_bpf *flow = flow_bpf__open_and_load();
 	struct flow_bpf *lan = flow_bpf__open();
+	struct flow_bpf *table = flow_bpf__open();
 
 	if (lan) {
 		lan->rodata->lan_side = true;
@@ -175,18 +186,25 @@ int main(void)
 			lan = NULL;
 		}
 	}
-	if (!empty || !flow || !lan) {
+	if (table) {
+		table->rodata->tcp_shortcut = false;
+		if (flow_bpf__load(table)) {
+			flow_bpf__destroy(table);
+			table = NULL;
+		}
+	}
+	if (!empty || !flow || !lan || !table) {
 		fprintf(stderr, "bench_tc: cannot load the BPF programs (root needed)\n");
 		return 1;
 	}
 	printf("%-18s %10s %10s %12s %7s\n", "packet", "ispmon_ns", "empty_ns", "overhead_ns", "ratio");
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		struct flow_bpf *o = cases[i].lan ? lan : flow;
+		struct flow_bpf *o = cases[i].inst == LAN ? lan : cases[i].inst == TABLE ? table : flow;
 		int fd = bpf_program__fd(cases[i].ingress ? o->progs.tc_ingress : o->progs.tc_egress);
 		double a[ROUNDS], b[ROUNDS];
 		struct pkt p;
 
-		build(&p, cases[i].kind);
+		build(&p, cases[i].pkt);
 		/* Interleave the two so drifts in machine load hit both. */
 		for (int r = 0; r < ROUNDS; r++) {
 			a[r] = run(fd, &p);
@@ -202,6 +220,7 @@ int main(void)
 		       b[ROUNDS / 2], a[ROUNDS / 2] - b[ROUNDS / 2],
 		       b[ROUNDS / 2] > 0 ? a[ROUNDS / 2] / b[ROUNDS / 2] : 0);
 	}
+	flow_bpf__destroy(table);
 	flow_bpf__destroy(lan);
 	flow_bpf__destroy(flow);
 	bench_empty_bpf__destroy(empty);

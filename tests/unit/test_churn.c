@@ -21,7 +21,8 @@
  *  - the idle sweep (run as if 200 s later) expires the rest: active 0,
  *    evictions still do not move (never backwards, never double).
  *
- * Then the LAN side's device table (an LRU map of ISPMON_DEV_ENTRIES):
+ * Then the LAN side's device table (an LRU map of ISPMON_DEV_ENTRIES, with
+ * the per-CPU slot cache in front of it):
  * 1000 devices (one MAC each; 50 of them busy all the time, the rest in
  * turn) keep sending from one thread while another reads the table as
  * ispmon does (user/devices.c), hundreds of times. The kernel evicts
@@ -40,6 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
+#include <sched.h>
 #include <time.h>
 #include <unistd.h>
 #include <linux/types.h>
@@ -327,7 +329,7 @@ static void test_device_churn(void)
 	unsigned passes = 0, over = 0, labelled = 0, hot_exact = 0;
 	uint64_t counted = 0, sent = 0, worst = 0;
 	char worst_dev[32] = "";
-	int err, fd;
+	int err, fd, cfd;
 	double t0;
 
 	c.skel = flow_bpf__open();
@@ -344,6 +346,7 @@ static void test_device_churn(void)
 		return;
 	}
 	fd = bpf_map__fd(c.skel->maps.devices);
+	cfd = bpf_map__fd(c.skel->maps.dev_cache);
 	if (pthread_create(&th, NULL, dev_writer, &c)) {
 		check(false, "writer thread starts");
 		devices_free(d);
@@ -352,13 +355,13 @@ static void test_device_churn(void)
 	}
 	t0 = mono_s();
 	while (mono_s() - t0 < 1.5) {
-		devices_read(d, fd);
+		devices_read(d, fd, cfd);
 		devices_commit(d, mono_s());
 		passes++;
 	}
 	c.stop = 1;
 	pthread_join(th, NULL);
-	devices_read(d, fd);
+	devices_read(d, fd, cfd);
 	devices_commit(d, mono_s());
 
 	mbuf_init(&b);
@@ -400,6 +403,106 @@ static void test_device_churn(void)
 	flow_bpf__destroy(c.skel);
 }
 
+static struct ispmon_dev_key dev_key_of(unsigned dev)
+{
+	return (struct ispmon_dev_key){.addr = {0x02, 0x1d, 0, 0, (uint8_t)(dev >> 8), (uint8_t)dev}};
+}
+
+/* Bytes /metrics gives device dev (its MAC as dev_frame() makes it). */
+static long long rendered_bytes(const struct devices *d, unsigned dev)
+{
+	char want[128];
+	const char *at;
+	long long v = -1;
+	struct mbuf b;
+
+	snprintf(want, sizeof(want),
+		 "ispmon_device_bytes_total{device=\"02:1d:00:00:%02x:%02x\",direction=\"upload\"} ",
+		 dev >> 8 & 0xff, dev & 0xff);
+	mbuf_init(&b);
+	devices_render(d, &b);
+	if (!b.err && (at = strstr(b.p, want)))
+		v = strtoll(at + strlen(want), NULL, 10);
+	mbuf_free(&b);
+	return v;
+}
+
+/*
+ * The per-CPU slot cache in front of the device table: the first device
+ * of a slot owns it, a device hashing to the same slot goes to the LRU
+ * table, and userspace adds both up exactly. Pinned to one CPU, so that
+ * both meet on the same slots.
+ */
+static void test_device_cache(void)
+{
+	static uint8_t out[BUF_MAX + 256];
+	struct flow_bpf *skel = flow_bpf__open();
+	struct ispmon_dev_key ka = dev_key_of(1), kb;
+	struct ispmon_dev_slot *slots = NULL;
+	struct ispmon_dev_stats *lru = NULL;
+	unsigned ncpu = (unsigned)libbpf_num_possible_cpus(), devb = 2, na = 30, nb = 20, errs = 0;
+	__u32 slot = ispmon_dev_slot_of(&ka);
+	struct devices *d = NULL;
+	cpu_set_t old, one;
+	int cpu = sched_getcpu();
+	bool a_cached = false, b_cached = false, b_in_lru;
+	struct buf f;
+
+	while (devb < 65535 && (kb = dev_key_of(devb), ispmon_dev_slot_of(&kb) != slot))
+		devb++;
+	if (!skel || cpu < 0 || sched_getaffinity(0, sizeof(old), &old)) {
+		check(false, "device cache: set up (%s)", strerror(errno));
+		flow_bpf__destroy(skel);
+		return;
+	}
+	skel->rodata->ingress_dir = ISPMON_DIR_UPLOAD;
+	skel->rodata->lan_side = true;
+	CPU_ZERO(&one);
+	CPU_SET(cpu, &one);
+	if (flow_bpf__load(skel) || devices_new(8, &d) || sched_setaffinity(0, sizeof(one), &one)) {
+		check(false, "device cache: programs load, pinned to CPU %d", cpu);
+		devices_free(d);
+		flow_bpf__destroy(skel);
+		return;
+	}
+	for (unsigned i = 0; i < na + nb; i++) {
+		LIBBPF_OPTS(bpf_test_run_opts, opts);
+
+		dev_frame(&f, i % 5 < 3 ? 1 : devb); /* 3 of 5 (na) from the first */
+		opts.data_in = f.d;
+		opts.data_size_in = (__u32)f.n;
+		opts.data_out = out;
+		opts.data_size_out = sizeof(out);
+		opts.repeat = 1;
+		if (bpf_prog_test_run_opts(bpf_program__fd(skel->progs.tc_ingress), &opts))
+			errs++;
+	}
+	sched_setaffinity(0, sizeof(old), &old);
+
+	slots = calloc(ncpu, sizeof(*slots));
+	lru = calloc(ncpu, sizeof(*lru));
+	if (slots && !bpf_map_lookup_elem(bpf_map__fd(skel->maps.dev_cache), &slot, slots)) {
+		a_cached = slots[cpu].used && !memcmp(&slots[cpu].key, &ka, sizeof(ka));
+		for (unsigned c = 0; c < ncpu; c++)
+			b_cached |= slots[c].used && !memcmp(&slots[c].key, &kb, sizeof(kb));
+	}
+	b_in_lru = lru && !bpf_map_lookup_elem(bpf_map__fd(skel->maps.devices), &kb, lru);
+	check(!errs && a_cached && !b_cached && b_in_lru,
+	      "device cache: the first device owns slot %u on CPU %d, 02:1d:00:00:%02x:%02x of the "
+	      "same slot is in the LRU table (%u run errors)",
+	      slot, cpu, devb >> 8, devb & 0xff, errs);
+	devices_read(d, bpf_map__fd(skel->maps.devices), bpf_map__fd(skel->maps.dev_cache));
+	devices_commit(d, mono_s());
+	check(rendered_bytes(d, 1) == (long long)na * DEV_FRAME &&
+		      rendered_bytes(d, devb) == (long long)nb * DEV_FRAME,
+	      "device cache: bytes exact for both (%lld, %lld; sent %u, %u)", rendered_bytes(d, 1),
+	      rendered_bytes(d, devb), na * DEV_FRAME, nb * DEV_FRAME);
+	free(slots);
+	free(lru);
+	devices_free(d);
+	flow_bpf__destroy(skel);
+}
+
 /* A device's addresses across CPUs: one CPU saw its IPv4 traffic, another
  * later only packets without an IPv4 source (IPv6, ARP). The address must
  * survive the merge whatever the order the CPUs are read in. */
@@ -439,7 +542,7 @@ static void test_device_address_merge(void)
 			v[1] = t;
 		}
 		bpf_map_update_elem(bpf_map__fd(skel->maps.devices), &key, v, BPF_ANY);
-		devices_read(d, bpf_map__fd(skel->maps.devices));
+		devices_read(d, bpf_map__fd(skel->maps.devices), bpf_map__fd(skel->maps.dev_cache));
 		devices_commit(d, mono_s());
 		mbuf_init(&b);
 		devices_render(d, &b);
@@ -619,6 +722,7 @@ int main(void)
 	flow_bpf__destroy(c.skel);
 
 	test_device_churn();
+	test_device_cache();
 	test_device_address_merge();
 	printf("%d passed, %d failed\n", n_pass, n_fail);
 	return n_fail ? 1 : 0;

@@ -415,7 +415,8 @@ static int reset_maps(const struct flow_bpf *skel)
 {
 	const struct bpf_map *arrays[] = { skel->maps.rtt_hist, skel->maps.rtt_sum,
 					   skel->maps.rtt_counters, skel->maps.flow_counters,
-					   skel->maps.dir_stats };
+					   skel->maps.dir_stats, skel->maps.rtt_seen,
+					   skel->maps.dev_cache };
 	int err = 0;
 
 	for (size_t i = 0; i < sizeof(arrays) / sizeof(arrays[0]) && !err; i++)
@@ -931,6 +932,73 @@ static void test_ts_retrans_reorder(void)
 		    &(struct want){ .records[M_TS] = 1 });
 	ts_ack(&sc, &TCP4, false, C_ISN + 400, S_TS, C_TS + 2);
 	scen_expect(&sc, NULL, &(struct want){ .samples[WAN][M_TS] = 1, .records[M_TS] = 1 });
+	scen_close(&sc);
+}
+
+/* The shortcut slot armed for a flow on some CPU with tsval: its end. */
+static bool seen_slot(const struct scen *sc, uint32_t tsval, uint32_t *end)
+{
+	struct ispmon_tcp_seen *v = calloc((size_t)ncpus, sizeof(*v));
+	bool found = false;
+
+	for (__u32 k = 0; v && !found && k < bpf_map__max_entries(sc->skel->maps.rtt_seen); k++) {
+		if (bpf_map_lookup_elem(bpf_map__fd(sc->skel->maps.rtt_seen), &k, v))
+			break;
+		for (int c = 0; c < ncpus && !found; c++)
+			if (v[c].valid && v[c].tsval == tsval) {
+				*end = v[c].end;
+				found = true;
+			}
+	}
+	free(v);
+	return found;
+}
+
+/*
+ * A burst of segments with one TSval takes the per-CPU shortcut (no flow
+ * table lookup); what the flow table would have learnt from them, how far
+ * the data went, must reach it with the next packet: a resend of the burst
+ * under a new TSval is still a retransmission.
+ */
+static void test_ts_burst(void)
+{
+	struct scen sc;
+	uint32_t end = 0;
+	bool armed;
+
+	if (!scen_open(&sc, "tcp_ts: a burst of one TSval (the per-CPU shortcut)", INST_PLAIN))
+		return;
+	ts_data(&sc, &TCP4, true, C_ISN, 100, C_TS);
+	ts_data(&sc, &TCP4, true, C_ISN + 100, 100, C_TS);
+	ts_data(&sc, &TCP4, true, C_ISN + 200, 100, C_TS);       /* the shortcut's */
+	armed = seen_slot(&sc, C_TS, &end);
+	check(armed && end == C_ISN + 300, "tcp_ts: the burst went the shortcut, which kept its end",
+	      armed ? "armed, wrong end" : "no slot armed");
+	ts_data(&sc, &TCP4, true, C_ISN + 200, 100, C_TS + 1);   /* that one resent */
+	scen_expect(&sc, "the resent segment is no record",
+		    &(struct want){ .flows = true, .created = 1 });
+	ts_data(&sc, &TCP4, true, C_ISN + 300, 100, C_TS + 2);
+	ts_ack(&sc, &TCP4, false, C_ISN + 400, S_TS, C_TS + 2);
+	ts_ack(&sc, &TCP4, false, C_ISN + 400, S_TS, C_TS + 2);  /* its duplicate */
+	scen_expect(&sc, "new data after it measured once",
+		    &(struct want){ .samples[WAN][M_TS] = 1, .records[M_TS] = 1,
+				    .flows = true, .created = 2 });
+	scen_close(&sc);
+
+	if (!scen_open(&sc, "tcp_ts: RST forgets the shortcut of both directions", INST_PLAIN))
+		return;
+	/* Two packets a side: the second arms the side's slot. */
+	ts_data(&sc, &TCP4, true, C_ISN, 100, C_TS);
+	ts_data(&sc, &TCP4, true, C_ISN + 100, 100, C_TS);
+	ts_data(&sc, &TCP4, false, S_ISN, 100, S_TS);
+	ts_data(&sc, &TCP4, false, S_ISN + 100, 100, S_TS);
+	tcp_tx(&sc, &TCP4, false, &(struct seg){ .seq = S_ISN + 200, .ack = C_ISN + 200,
+						 .flags = TH_RST | TH_ACK });
+	/* The same TSval and TSecr again on both sides: new flows to the table. */
+	ts_data(&sc, &TCP4, true, C_ISN + 200, 100, C_TS);
+	ts_data(&sc, &TCP4, false, S_ISN + 200, 100, S_TS);
+	scen_expect(&sc, "both seen as new", &(struct want){ .flows = true, .created = 4,
+							     .closed = 2 });
 	scen_close(&sc);
 }
 
@@ -1853,6 +1921,7 @@ int main(void)
 	test_ts_midstream();
 	test_ts_duplicates();
 	test_ts_retrans_reorder();
+	test_ts_burst();
 	test_ts_pure_ack();
 	test_ts_layouts();
 	test_ts_rate_limit();
