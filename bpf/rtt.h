@@ -327,6 +327,15 @@ static __always_inline bool tcp_ts_opt(void *data_end, __u8 *base, __u32 optlen,
 {
 	__u32 next = 0;
 
+	/* The layout every Linux, BSD and Apple stack sends on data and ACKs:
+	 * NOP, NOP, timestamps. */
+	if (optlen >= 12 && (void *)(base + 12) <= data_end && base[0] == TCPOPT_NOP &&
+	    base[1] == TCPOPT_NOP && base[2] == TCPOPT_TIMESTAMP && base[3] == TCPOLEN_TIMESTAMP) {
+		*tsval = (__u32)base[4] << 24 | (__u32)base[5] << 16 | (__u32)base[6] << 8 | base[7];
+		*tsecr = (__u32)base[8] << 24 | (__u32)base[9] << 16 | (__u32)base[10] << 8 | base[11];
+		return true;
+	}
+
 #pragma unroll
 	for (__u32 i = 0; i < MAX_TCP_OPTS; i++) {
 		__u8 kind, len;
