@@ -132,6 +132,8 @@ struct {
  * spares most packets of a busy flow the hash lookup. Direct-mapped; a
  * colliding flow takes the slot over.
  */
+#define SEEN_MAX_AHEAD (16u << 20) /* bytes: 1 ms at 100 Gbit/s is 12.5 MB */
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1 << ISPMON_SEEN_BITS);
@@ -139,31 +141,31 @@ struct {
 	__type(value, struct ispmon_tcp_seen);
 } rtt_seen SEC(".maps");
 
-/* Keys are compared as words (without branches): no memcmp in BPF. */
+/* Keys are compared as words (without branches): no memcmp in BPF. The
+ * keys' sizes are multiples of 4, their alignment at least 4. */
 typedef __u32 __attribute__((may_alias)) rtt_word;
+
+static __always_inline bool words_eq(const void *a, const void *b, const int bytes)
+{
+	const rtt_word *x = a, *y = b;
+	__u32 d = 0;
+
+#pragma unroll
+	for (int i = 0; i < bytes / 4; i++)
+		d |= x[i] ^ y[i];
+	return !d;
+}
 
 static __always_inline bool flow_key_eq(const struct ispmon_flow_key *a,
 					const struct ispmon_flow_key *b)
 {
-	const rtt_word *x = (const rtt_word *)a, *y = (const rtt_word *)b;
-	__u32 d = 0;
-
-#pragma unroll
-	for (int i = 0; i < (int)(sizeof(*a) / 4); i++)
-		d |= x[i] ^ y[i];
-	return !d;
+	return words_eq(a, b, sizeof(*a));
 }
 
 static __always_inline bool dev_key_eq(const struct ispmon_dev_key *a,
 				       const struct ispmon_dev_key *b)
 {
-	const rtt_word *x = (const rtt_word *)a, *y = (const rtt_word *)b;
-	__u32 d = 0;
-
-#pragma unroll
-	for (int i = 0; i < (int)(sizeof(*a) / 4); i++)
-		d |= x[i] ^ y[i];
-	return !d;
+	return words_eq(a, b, sizeof(*a));
 }
 
 static __always_inline __u32 seen_slot_of(const struct ispmon_flow_key *k)
@@ -430,7 +432,10 @@ static __always_inline void rtt_tcp(struct __sk_buff *skb, void *data, void *dat
 		return;
 	}
 	st = bpf_map_lookup_elem(&flow_state, &p->key);
-	if (mine && st && (st->flags & ISPMON_FS_SEQ_INIT) && after32(seen->end, st->highest_end))
+	/* Ahead, and by no more than a burst: a slot left behind on a CPU
+	 * the flow moved off may be 2^31 behind by now, which looks ahead. */
+	if (mine && st && (st->flags & ISPMON_FS_SEQ_INIT) && after32(seen->end, st->highest_end) &&
+	    seen->end - st->highest_end < SEEN_MAX_AHEAD)
 		st->highest_end = seen->end;
 
 	/* 1. As an answer to the reverse direction. Only the first packet

@@ -44,7 +44,19 @@ for rate in 20 50; do
 	start_ispmon || { not_ok "ispmon starts"; exit 1; }
 	idle_pings 6
 	for dir in download upload; do
-		truth=$(iperf $dir)
+		# The delay lines are userspace programs on a shared 2-core
+		# machine: when they fall behind, the line carries less than the
+		# shaper's rate and says nothing about the shaper. Such a run is
+		# repeated once, with a fresh ispmon (the estimate must come from
+		# the run whose goodput is the truth).
+		for try in 1 2; do
+			truth=$(iperf $dir)
+			awk -v t="${truth:-0}" -v r="$((rate * 125000))" 'BEGIN { exit !(t < 0.85 * r) }' || break
+			[ $try = 2 ] && break
+			echo "# $rate Mbit/s $dir: the testbed carried $truth B/s, under 0.85x the shaped rate: once more"
+			start_ispmon || { not_ok "ispmon restarts"; exit 1; }
+			idle_pings 6
+		done
 		sleep 1.5
 		scrape
 		est=$(val "ispmon_passive_capacity_bytes_per_second{direction=\"$dir\"}")
