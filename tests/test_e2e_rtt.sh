@@ -51,6 +51,8 @@ within() {
 		tl = lo * f; if (tl < m) tl = m; th = hi * f; if (th < m) th = m
 		exit !(g >= lo - tl && g <= hi + th) }'
 }
+# minmax "A B ...": "LOWEST HIGHEST"
+minmax() { echo "$1" | tr ' ' '\n' | sort -g | sed -n '1p;$p' | paste -sd ' '; }
 # expect NAME LEG METHOD TRUTH: median within max(0.5 ms, 5%)
 expect() {
 	local name=$1 leg=$2 method=$3 truth=$4 got
@@ -76,12 +78,14 @@ head -c 2000000 /dev/zero >"$TMP/payload"
 
 # scenario NAME WAN_ONEWAY_MS FAMILY(4|6)
 scenario() {
-	local name=$1 w=$2 fam=$3 srv truth_wan truth_lan dev
+	local name=$1 w=$2 fam=$3 srv truth_wan truth_lan dev dns_router qtype=A
+	[ "$fam" = 6 ] && qtype=AAAA
 	netlab_set_delay "$w" "$w" || return 1
 	netlab_set_lan_delay $LAN_ONEWAY $LAN_ONEWAY || return 1
 	if [ "$fam" = 6 ]; then srv=$SRV_IP6 dev=$LAN_IP6; else srv=$SRV_IP4 dev=$LAN_IP4; fi
 	truth_wan=$(netlab_ping_median router "$srv" 20 0.05) || return 1
 	truth_lan=$(netlab_ping_median router "$dev" 20 0.05) || return 1
+	dns_router=$(netlab_dns_median router "$srv" 20 $qtype) || return 1
 	echo "# $name: truth WAN $truth_wan ms (configured $((2 * w))), LAN $truth_lan ms (configured $((2 * LAN_ONEWAY)))"
 	start_ispmon || { not_ok "$name: ispmon starts"; return 1; }
 	[ "$fam" = 6 ] && srv_url="[$srv]" || srv_url=$srv
@@ -90,8 +94,6 @@ scenario() {
 	lan sysctl -qw net.ipv4.tcp_timestamps=0 # also governs IPv6
 	check "$name: TCP without timestamps" tcp_traffic "$srv_url"
 	lan sysctl -qw net.ipv4.tcp_timestamps=1
-	local qtype=A
-	[ "$fam" = 6 ] && qtype=AAAA
 	check "$name: DNS query loop" netlab_dns_median lan "$srv" 20 $qtype >/dev/null
 	check "$name: ping from the device" lan ping -q -n -c 20 -i 0.05 -W 2 "$srv" >/dev/null
 	if [ "$fam" = 6 ]; then
@@ -105,13 +107,18 @@ scenario() {
 	# after the scrape: they are not in the figures checked).
 	truth_wan="$truth_wan $(netlab_ping_median router "$srv" 20 0.05)" || return 1
 	truth_lan="$truth_lan $(netlab_ping_median router "$dev" 20 0.05)" || return 1
-	echo "# $name: truth WAN before/after ${truth_wan/ //} ms, LAN ${truth_lan/ //} ms"
+	dns_router="$dns_router $(netlab_dns_median router "$srv" 20 $qtype)" || return 1
+	echo "# $name: truth WAN before/after ${truth_wan/ //} ms, LAN ${truth_lan/ //} ms, DNS from the router ${dns_router/ //} ms"
 
 	expect "$name" wan tcp_ts "$truth_wan"
 	expect "$name" lan tcp_ts "$truth_lan"
 	expect "$name" wan tcp_seq "$truth_wan"
 	expect "$name" lan tcp_seq "$truth_lan"
-	expect "$name" wan dns "$truth_wan"
+	# A DNS sample is query to answer: the path plus dnsd's own time to
+	# answer, which a loaded machine stretches (CI: 10.64 ms on a 10.10 ms
+	# path). The truth for it runs from ping's reading to the slowest DNS
+	# median taken from the router itself.
+	expect "$name" wan dns "$(minmax "$truth_wan $dns_router")"
 	expect "$name" wan icmp "$truth_wan"
 	[ "$fam" = 6 ] && expect "$name" lan icmp "$truth_lan"
 	expect_dev "$name" wan "$truth_wan"
