@@ -138,6 +138,26 @@ static void opt_end(struct buf *o)
 		b_u8(o, 0);
 }
 
+/*
+ * What fills the bytes past the headers the programs may read (TCP payload,
+ * the DNS message after its id and QR bit, the ICMP echo data): a fixed
+ * pattern, or, with payload_noise set, bytes from a generator, so that a
+ * program reading payload would count or match differently
+ * (test_payload_blind).
+ */
+static bool payload_noise;
+static uint32_t noise_state = 0x2545f491u;
+
+static uint8_t payload_byte(size_t i, uint8_t pattern)
+{
+	if (!payload_noise)
+		return (uint8_t)(pattern + i % 26);
+	noise_state ^= noise_state << 13;
+	noise_state ^= noise_state >> 17;
+	noise_state ^= noise_state << 5;
+	return (uint8_t)noise_state;
+}
+
 struct seg {
 	uint32_t seq, ack;
 	uint8_t flags;
@@ -174,7 +194,7 @@ static void tcp_hdr(struct buf *b, uint16_t sport, uint16_t dport, const struct 
 	if (opts)
 		b_put(b, opts->d, opts->n);
 	for (size_t i = 0; i < s->len; i++)
-		b_u8(b, (uint8_t)('a' + i % 26));
+		b_u8(b, payload_byte(i, 'a'));
 }
 
 /* A DNS message for example.com/A: a query, or the response with one answer. */
@@ -182,9 +202,12 @@ static void dns_msg(struct buf *b, uint16_t id, bool response)
 {
 	static const uint8_t qname[] = { 7, 'e', 'x', 'a', 'm', 'p', 'l', 'e', 3, 'c', 'o', 'm', 0 };
 
+	size_t body;
+
 	b->n = 0;
 	b_u16(b, id);
 	b_u16(b, response ? 0x8180 : 0x0100);  /* QR, RD, RA / RD */
+	body = b->n - 1;                        /* what follows the QR bit's byte */
 	b_u16(b, 1);                           /* QDCOUNT */
 	b_u16(b, response ? 1 : 0);            /* ANCOUNT */
 	b_u16(b, 0);
@@ -200,6 +223,9 @@ static void dns_msg(struct buf *b, uint16_t id, bool response)
 		b_u16(b, 4);
 		b_put(b, V4_DST, 4);
 	}
+	if (payload_noise)
+		for (size_t i = body; i < b->n; i++)
+			b->d[i] = payload_byte(i, 0);
 }
 
 static void udp_hdr(struct buf *b, uint16_t sport, uint16_t dport, const struct buf *payload)
@@ -220,8 +246,8 @@ static void icmp_hdr(struct buf *b, uint8_t type, uint16_t id, uint16_t seq)
 	b_u16(b, 0);                   /* checksum: the IP builder fills it in */
 	b_u16(b, id);
 	b_u16(b, seq);
-	for (int i = 0; i < 32; i++)
-		b_u8(b, (uint8_t)i);
+	for (size_t i = 0; i < 32; i++)
+		b_u8(b, payload_byte(i, 0));
 }
 
 /* ---- connections and framing -------------------------------------------------- */
@@ -1891,6 +1917,133 @@ static void test_rodata_default(void)
 	flow_bpf__destroy(skel);
 }
 
+/* ---- headers only ----------------------------------------------------------------------- */
+
+struct blind_snap {
+	struct snap s;
+	struct ispmon_dir_stats dir[ISPMON_DIR_MAX];
+	uint64_t hist_total[ISPMON_RTT_SERIES];
+	unsigned flows, pending;
+};
+
+static unsigned count_keys(const struct bpf_map *map, size_t key_sz)
+{
+	char key[64], next[64];
+	void *prev = NULL;
+	unsigned n = 0;
+
+	if (key_sz > sizeof(key))
+		return 0;
+	while (!bpf_map_get_next_key(bpf_map__fd(map), prev, next) && n < 100000) {
+		memcpy(key, next, key_sz);
+		prev = key;
+		n++;
+	}
+	return n;
+}
+
+/* Every kind of exchange the programs measure, with payload past the
+ * headers: TCP with timestamps both ways, TCP without (SEQ/ACK), DNS over
+ * IPv4 and IPv6, ICMP echo. */
+static bool blind_run(struct blind_snap *b)
+{
+	struct ispmon_dir_stats *v = calloc((size_t)ncpus, sizeof(*v));
+	struct scen sc;
+	bool ok;
+
+	memset(b, 0, sizeof(*b));
+	if (!v || !scen_open(&sc, payload_noise ? "headers only: noise past the headers"
+						: "headers only: a pattern past the headers",
+			     INST_PLAIN)) {
+		free(v);
+		return false;
+	}
+	ts_data(&sc, &TCP4, true, C_ISN, 1200, C_TS);
+	ts_data(&sc, &TCP4, true, C_ISN + 1200, 1200, C_TS + 1);
+	ts_ack(&sc, &TCP4, false, C_ISN + 2400, S_TS, C_TS + 1);
+	ts_data(&sc, &TCP4, false, S_ISN, 1448, S_TS + 1);
+	ts_data(&sc, &TCP4, false, S_ISN + 1448, 1448, S_TS + 2);
+	ts_ack(&sc, &TCP4, true, S_ISN + 2896, C_TS + 2, S_TS + 2);
+	seq_data(&sc, &TCP6, true, C_ISN, 700);
+	seq_data(&sc, &TCP6, true, C_ISN + 700, 700);
+	seq_ack(&sc, &TCP6, false, C_ISN + 1400);
+	dns_tx(&sc, &DNS4, true, 0x1234, false);
+	dns_tx(&sc, &DNS4, false, 0x1234, true);
+	dns_tx(&sc, &DNS6, true, 0x4321, false);
+	dns_tx(&sc, &DNS6, false, 0x4321, true);
+	icmp_tx(&sc, &ICMP4, true, true, 0x4242, 1);
+	icmp_tx(&sc, &ICMP4, false, false, 0x4242, 1);
+	scen_close(&sc);
+	ok = !read_snap(sc.skel, &b->s);
+	for (__u32 d = 0; ok && d < ISPMON_DIR_MAX; d++) {
+		ok = !read_percpu(bpf_map__fd(sc.skel->maps.dir_stats), d, (__u64 *)&b->dir[d],
+				  U64S(b->dir[d]), (__u64 *)v);
+	}
+	for (int i = 0; i < ISPMON_RTT_SERIES; i++)
+		for (__u32 k = 0; k < ISPMON_RTT_BUCKETS; k++)
+			b->hist_total[i] += b->s.hist[i][k];
+	b->flows = count_keys(sc.skel->maps.flow_state, sizeof(struct ispmon_flow_key));
+	b->pending = count_keys(sc.skel->maps.pending, sizeof(struct ispmon_pending_key));
+	free(v);
+	return ok;
+}
+
+/*
+ * The programs read headers only: the same exchanges with other bytes past
+ * the headers leave every count the same (samples per series and method,
+ * records, flows, pending requests, line counters). The RTT values
+ * themselves differ with the clock and are not compared.
+ */
+static void test_payload_blind(void)
+{
+	struct blind_snap *a = calloc(2, sizeof(*a)), *b = a ? a + 1 : NULL;
+	char why[400] = "";
+	bool ok;
+
+	if (!a) {
+		check(false, "headers only", "out of memory");
+		return;
+	}
+	payload_noise = false;
+	ok = blind_run(a);
+	payload_noise = true;
+	ok = ok && blind_run(b);
+	payload_noise = false;
+	if (!ok) {
+		check(false, "headers only: both runs read", "reading maps failed");
+		free(a);
+		return;
+	}
+	for (int m = 0; m < ISPMON_M_MAX; m++)
+		if (!a->s.ctr[m].samples)
+			appendf(why, sizeof(why), "no %s sample in the scenario; ", M_NAME[m]);
+	check(!why[0], "headers only: the scenario measures tcp_ts, tcp_seq, dns and icmp", why);
+	why[0] = 0;
+	if (memcmp(a->s.ctr, b->s.ctr, sizeof(a->s.ctr)))
+		appendf(why, sizeof(why), "method counters differ; ");
+	for (int i = 0; i < ISPMON_RTT_SERIES; i++)
+		if (a->s.sum[i].count != b->s.sum[i].count || a->hist_total[i] != b->hist_total[i])
+			appendf(why, sizeof(why), "series %d: %llu vs %llu samples; ", i,
+				(unsigned long long)a->s.sum[i].count,
+				(unsigned long long)b->s.sum[i].count);
+	if (memcmp(&a->s.flows, &b->s.flows, sizeof(a->s.flows)))
+		appendf(why, sizeof(why), "flow counters differ; ");
+	if (a->flows != b->flows || a->pending != b->pending)
+		appendf(why, sizeof(why), "tables: %u/%u flows, %u/%u pending; ", a->flows, b->flows,
+			a->pending, b->pending);
+	check(!why[0], "headers only: other bytes past the headers, the same samples, records, "
+		       "flows and pending requests", why);
+	why[0] = 0;
+	if (memcmp(a->dir, b->dir, sizeof(a->dir)))
+		appendf(why, sizeof(why), "download %llu/%llu payload %llu/%llu bytes",
+			(unsigned long long)a->dir[0].bytes, (unsigned long long)b->dir[0].bytes,
+			(unsigned long long)a->dir[0].payload_bytes,
+			(unsigned long long)b->dir[0].payload_bytes);
+	check(!why[0] && a->dir[0].payload_bytes > 0 && a->dir[1].payload_bytes > 0,
+	      "headers only: line counters (bytes, classes, payload bytes) identical", why);
+	free(a);
+}
+
 int main(void)
 {
 	int ok;
@@ -1931,6 +2084,7 @@ int main(void)
 	test_dns();
 	test_icmp();
 	test_encaps();
+	test_payload_blind();
 
 	for (int k = 0; k < INST_MAX; k++)
 		flow_bpf__destroy(insts[k]);
