@@ -12,6 +12,8 @@
 #   - TLS only, auth only (over http): each works alone
 #   - one address opening 80 idle connections keeps at most 64, and a
 #     scrape from another address is served meanwhile
+#   - --listen binds where it is told: an IPv4 address, an IPv6 address or
+#     the default (all, both families) answers there and nowhere else
 #   - bad web configs (missing file, syntax, bad hash, missing or garbage
 #     certificate, key of another certificate): exit 1, one error line
 #     naming the problem, nothing attached to the interface
@@ -148,6 +150,45 @@ c2=$(code "http://127.0.0.1:$PORT/metrics")
 check "auth only, plain http: 200 with the password ($c1), 401 without ($c2)" \
 	[ "$c1" = 200 -a "$c2" = 401 ]
 stop
+
+# --- the bind address --------------------------------------------------------------
+# Two more addresses on the namespace's lo: one answers, the others must not.
+n ip addr add 192.0.2.7/32 dev lo
+n ip addr add 2001:db8::7/128 dev lo nodad
+# listen_on ADDR:PORT: ispmon serving plain http there.
+listen_on() {
+	ip netns exec "$NS" "$BIN" --iface lo --listen "$1" --interval 200ms --no-ping --no-speedtest \
+		>/dev/null 2>"$TMP/err" &
+	PID=$!
+	for _ in $(seq 1 100); do
+		grep -q 'msg="capabilities dropped"' "$TMP/err" && return 0
+		kill -0 "$PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	not_ok "ispmon started with --listen $1: $(head -c 300 "$TMP/err")"
+	return 1
+}
+# at URL...: the status each URL got, space-separated (000: nothing answered).
+at() { local u; for u in "$@"; do printf '%s ' "$(code -g "$u")"; done; }
+V4=http://192.0.2.7:$PORT/metrics L4=http://127.0.0.1:$PORT/metrics V6=http://[2001:db8::7]:$PORT/metrics
+if listen_on "192.0.2.7:$PORT"; then
+	got=$(at "$V4" "$L4" "$V6")
+	check "--listen 192.0.2.7:$PORT: 192.0.2.7 / 127.0.0.1 / [2001:db8::7] answer $got(200 000 000)" \
+		[ "$got" = "200 000 000 " ]
+	stop
+fi
+if listen_on "[2001:db8::7]:$PORT"; then
+	got=$(at "$V4" "$L4" "$V6")
+	check "--listen [2001:db8::7]:$PORT: 192.0.2.7 / 127.0.0.1 / [2001:db8::7] answer $got(000 000 200)" \
+		[ "$got" = "000 000 200 " ]
+	stop
+fi
+if listen_on ":$PORT"; then
+	got=$(at "$V4" "$L4" "$V6")
+	check "--listen :$PORT (the default's form): every address answers $got(200 200 200)" \
+		[ "$got" = "200 200 200 " ]
+	stop
+fi
 
 # --- bad web configs -------------------------------------------------------------
 head -c 600 /dev/urandom | base64 >"$TMP/garbage.crt"
