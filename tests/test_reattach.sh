@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 
 [ "$(id -u)" -eq 0 ] || { echo "skip: needs root"; exit 77; }
 
-BIN=$PWD/ispmon
+BIN=${ISPMON_BIN:-$PWD/ispmon} # tests/test_sanitize.sh runs it with the ASan build
 A=ispmra$$ # ispmon's namespace: wan0 192.0.2.1, lan0 198.51.100.1
 B=ispmrb$$ # the WAN side's other end, 192.0.2.2
 C=ispmrc$$ # a household device on lan0, 198.51.100.2

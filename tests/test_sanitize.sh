@@ -4,14 +4,18 @@
 # asan: build/asan/ispmon (the same sources with ASan + UBSan) runs in the
 #   emulated home network's router with every module on: WAN and LAN hooks,
 #   pings to testbed targets, a speed test against the testbed server, a
-#   leases file; traffic both ways, DNS, pings, the LAN link down and up,
-#   many scrapes (and bad requests), then SIGTERM. Any sanitizer report
+#   leases file, the web endpoint behind TLS and basic auth; traffic both
+#   ways, DNS, pings, the LAN link down and up, many scrapes (and bad
+#   requests, and wrong passwords), then SIGTERM. Any sanitizer report
 #   (ASAN_OPTIONS=detect_leaks=1:halt_on_error=1) fails the test.
+# reattach: tests/test_reattach.sh with build/asan/ispmon: the WAN and a LAN
+#   interface deleted and recreated, with capabilities dropped; its checks
+#   and no sanitizer report.
 # valgrind: the normal ./ispmon, the same scenario, shorter, under memcheck
 #   (--leak-check=full --errors-for-leak-kinds=definite): any memory error
 #   or definite leak fails; reachable blocks (libbpf, libcurl, libc) do not.
 #
-# SANITIZE_PARTS="asan valgrind" picks parts. Logs in tests/artifacts/sanitize/.
+# SANITIZE_PARTS="asan reattach valgrind" picks parts. Logs in tests/artifacts/sanitize/.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . tests/lib/tap.sh
@@ -20,9 +24,12 @@ NETLAB_PREFIX=ispmsz$$
 
 [ "$(id -u)" -eq 0 ] || { echo "skip: needs root"; exit 77; }
 
-PARTS=${SANITIZE_PARTS:-asan valgrind}
+PARTS=${SANITIZE_PARTS:-asan reattach valgrind}
 PORT=18000
 URL=http://127.0.0.1:$PORT
+# How the scrapes reach ispmon: plain http, or https with the password
+# once the asan part turns the web config on.
+CURLW=()
 ART=tests/artifacts/sanitize
 TMP=$(mktemp -d)
 PID=
@@ -69,7 +76,7 @@ ARGS=(--iface "$ROUTER_WAN_IF" --lan-iface "$ROUTER_LAN_IF" --listen "127.0.0.1:
 wait_up() {
 	local i
 	for ((i = 0; i < $2 * 5; i++)); do
-		r curl -sf -o /dev/null --max-time 2 "$URL/metrics" && return 0
+		r curl "${CURLW[@]}" -sf -o /dev/null --max-time 2 "$URL/metrics" && return 0
 		kill -0 "$PID" 2>/dev/null || break
 		sleep 0.2
 	done
@@ -93,17 +100,26 @@ scenario() {
 	check "$name: traffic through the router (downloads, upload, DNS, pings)" [ $bad = 0 ]
 	bad=0
 	for ((i = 0; i < (full ? 30 : 8); i++)); do
-		code=$(r curl -s -o /dev/null -w '%{http_code}' --max-time 10 "$URL/metrics")
+		code=$(r curl "${CURLW[@]}" -s -o /dev/null -w '%{http_code}' --max-time 10 "$URL/metrics")
 		[ "$code" = 200 ] || bad=$((bad + 1))
 	done
 	for req in "/ 200" "/nope 404" "/metrics?x=%00 200"; do
-		code=$(r curl -s -o /dev/null -w '%{http_code}' --max-time 10 "$URL${req% *}")
+		code=$(r curl "${CURLW[@]}" -s -o /dev/null -w '%{http_code}' --max-time 10 "$URL${req% *}")
 		[ "$code" = "${req#* }" ] || bad=$((bad + 1))
 	done
-	code=$(r curl -s -o /dev/null -w '%{http_code}' --max-time 10 -X POST -d x "$URL/metrics")
+	code=$(r curl "${CURLW[@]}" -s -o /dev/null -w '%{http_code}' --max-time 10 -X POST -d x "$URL/metrics")
 	[ "$code" = 405 ] || bad=$((bad + 1))
-	code=$(r curl -s -o /dev/null -w '%{http_code}' --max-time 10 -I "$URL/metrics")
+	code=$(r curl "${CURLW[@]}" -s -o /dev/null -w '%{http_code}' --max-time 10 -I "$URL/metrics")
 	[ "$code" = 200 ] || bad=$((bad + 1))
+	if [ ${#CURLW[@]} -gt 0 ]; then
+		# The same scrape with a wrong password and with none: 401.
+		for i in 1 2 3; do
+			code=$(r curl "${CURLW[@]}" -u prom:wrong -s -o /dev/null -w '%{http_code}' --max-time 10 "$URL/metrics")
+			[ "$code" = 401 ] || bad=$((bad + 1))
+			code=$(r curl --cacert "$TMP/server.crt" -s -o /dev/null -w '%{http_code}' --max-time 10 "$URL/metrics")
+			[ "$code" = 401 ] || bad=$((bad + 1))
+		done
+	fi
 	check "$name: scrapes and odd requests answered as they should ($bad wrong)" [ $bad = 0 ]
 	# The LAN interface goes away for a moment (the re-attach path); its
 	# IPv6 address stays (by default the kernel drops it on link down).
@@ -114,7 +130,7 @@ scenario() {
 	sleep 0.7
 	# The first speed test: 1 s after start plus up to 6 s of jitter.
 	for ((i = 0; i < 150; i++)); do
-		r curl -sf --max-time 10 "$URL/metrics" >"$TMP/$name.prom" 2>/dev/null &&
+		r curl "${CURLW[@]}" -sf --max-time 10 "$URL/metrics" >"$TMP/$name.prom" 2>/dev/null &&
 			[ "$(runs "$TMP/$name.prom")" -ge 2 ] && break
 		sleep 0.2
 	done
@@ -146,19 +162,39 @@ stop() {
 }
 
 part_asan() {
-	local log=$ART/asan-ispmon.log rc reports
+	local log=$ART/asan-ispmon.log rc reports web=()
 	rm -rf "$TMP/san" "$ART"/asan-report.*
 	mkdir -p "$TMP/san"
+	# TLS and basic auth (password "secret", bcrypt cost 5): the web
+	# config's parser, GnuTLS and the password cache under the sanitizers.
+	if openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+		-keyout "$TMP/server.key" -out "$TMP/server.crt" -days 2 -subj "/CN=ispmon test" \
+		-addext subjectAltName=IP:127.0.0.1 >/dev/null 2>&1; then
+		cat >"$TMP/web.yml" <<-EOF
+			tls_server_config:
+			  cert_file: $TMP/server.crt
+			  key_file: $TMP/server.key
+			basic_auth_users:
+			  prom: '\$2y\$05\$lJel4kCNt1vjZd.oSY1VpOW2NkUGurG2wYTs/TMSIGwC/BpLxsKXK'
+		EOF
+		web=(--web-config "$TMP/web.yml")
+		URL=https://127.0.0.1:$PORT
+		CURLW=(--cacert "$TMP/server.crt" -u prom:secret)
+	else
+		not_ok "asan: openssl makes a test certificate (scripts/deps.sh)"
+	fi
 	# Reports go to their own files (and the log), leaks checked at exit.
 	ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:abort_on_error=0:log_path=$TMP/san/asan:detect_stack_use_after_return=1 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:log_path=$TMP/san/ubsan \
-		ip netns exec "$NS_ROUTER" "$PWD/build/asan/ispmon" "${ARGS[@]}" --interval 200ms \
+		ip netns exec "$NS_ROUTER" "$PWD/build/asan/ispmon" "${ARGS[@]}" "${web[@]}" --interval 200ms \
 		>/dev/null 2>"$log" &
 	PID=$!
 	wait_up "$log" 60 || return 1
-	ok "asan: build/asan/ispmon up with WAN + LAN hooks, pings, speed test$([[ " ${ARGS[*]} " == *" --leases "* ]] && echo ', leases')"
+	ok "asan: build/asan/ispmon up with WAN + LAN hooks, pings, speed test$([[ " ${ARGS[*]} " == *" --leases "* ]] && echo ', leases')${web:+, TLS and basic auth}"
 	scenario asan 1
 	stop
+	URL=http://127.0.0.1:$PORT
+	CURLW=()
 	rc=$STOP_RC
 	reports=$(cat "$TMP"/san/* 2>/dev/null)
 	if [ -n "$reports" ]; then
@@ -229,11 +265,31 @@ part_valgrind() {
 	check "valgrind: no error logged" bash -c "! grep -q 'level=error' '$log'"
 }
 
+part_reattach() {
+	local rc=0 reports
+	rm -rf "$TMP/san2"
+	mkdir -p "$TMP/san2"
+	ISPMON_BIN=$PWD/build/asan/ispmon \
+		ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:abort_on_error=0:log_path=$TMP/san2/asan \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:log_path=$TMP/san2/ubsan \
+		bash tests/test_reattach.sh >"$TMP/reattach.out" 2>&1 || rc=$?
+	cp "$TMP/reattach.out" "$ART/asan-reattach.log"
+	sed -n 's/^\(not \)\{0,1\}ok - /&reattach (asan): /p' "$TMP/reattach.out"
+	reports=$(cat "$TMP"/san2/* 2>/dev/null)
+	if [ -n "$reports" ]; then
+		printf '%s\n' "$reports" >"$ART/asan-reattach-report.txt"
+		printf '%s\n' "$reports" | grep -E 'ERROR|SUMMARY|runtime error|#[0-9] ' | head -n 25 | sed 's/^/# /'
+	fi
+	check "reattach (asan): no AddressSanitizer, LeakSanitizer or UBSan report" [ -z "$reports" ]
+	check "reattach (asan): the suite exits 0 ($rc; $ART/asan-reattach.log)" [ "$rc" = 0 ]
+}
+
 for p in $PARTS; do
 	case $p in
 	asan) part_asan ;;
+	reattach) part_reattach ;;
 	valgrind) part_valgrind ;;
-	*) not_ok "unknown part '$p' (asan, valgrind)" ;;
+	*) not_ok "unknown part '$p' (asan, reattach, valgrind)" ;;
 	esac
 	[ -n "$PID" ] && stop
 done
