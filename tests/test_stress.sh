@@ -251,6 +251,12 @@ run_devices() {
 	got=$(dev_labels "$m1")
 	check "$name: $got device labels (--max-devices $maxd) plus \"other\"" \
 		bash -c "[ '$got' = '$want' ] && grep -q 'ispmon_device_bytes_total{device=\"other\",direction=\"upload\"}' '$m1'"
+	# Every family together: no device label beyond the cap, and the page
+	# grows by at most a device's series per label, whatever was seen.
+	got=$(grep -o 'device="[^"]*"' "$m1" | sort -u | grep -vc 'device="other"')
+	local per=$(grep -c "device=\"$LAN_MAC\"" "$m1") s0=$(grep -vc '^#' "$m0") s1=$(grep -vc '^#' "$m1")
+	check "$name: $got distinct device labels across every family (at most $want); $s1 series, from $s0 with one device (at most +$per per label: $((s0 + want * per)))" \
+		bash -c "[ '$got' -le '$want' ] && [ '$per' -ge 4 ] && [ '$s1' -le $((s0 + want * per)) ]"
 	lanb0=$(metric_value "$m0" "ispmon_device_bytes_total{device=\"$LAN_MAC\",direction=\"upload\"}")
 	lanb1=$(metric_value "$m1" "ispmon_device_bytes_total{device=\"$LAN_MAC\",direction=\"upload\"}")
 	got=$(($(dev_sum "$m1" ispmon_device_bytes_total upload "$LAN_MAC") - $(dev_sum "$m0" ispmon_device_bytes_total upload "$LAN_MAC")))
