@@ -568,13 +568,20 @@ static __always_inline void rtt_tcp(struct __sk_buff *skb, void *data, void *dat
 	}
 
 	/* No timestamps: SEQ/ACK with one outstanding measurement, which an
-	 * ACK that never comes must not block forever. */
+	 * ACK that never comes must not block forever. While one is out, most
+	 * segments only refresh the idle clock and check that age: a tick's
+	 * precision (the coarse clock, several times cheaper) does for both;
+	 * signed, since it may lag the precise clock by a tick. */
 	if (!new_range)
 		goto done;
+	if (st->flags & ISPMON_FS_PENDING) {
+		now = bpf_ktime_get_coarse_ns();
+		st->last_seen_ns = now;
+		if ((__s64)(now - st->pending_ts_ns) < (__s64)PENDING_MAX_AGE_NS)
+			goto done;
+	}
 	now = clock_ns(nowp);
 	st->last_seen_ns = now;
-	if ((st->flags & ISPMON_FS_PENDING) && now - st->pending_ts_ns < PENDING_MAX_AGE_NS)
-		goto done;
 	st->pending_end = end;
 	st->pending_ts_ns = now;
 	st->flags |= ISPMON_FS_PENDING;

@@ -55,8 +55,8 @@ no_clsact() { nsx ip link show "$DEV" >/dev/null && ! nsx tc qdisc show dev "$DE
 # Our filters, by program name: tc_ingress / tc_egress.
 filters() { nsx tc filter show dev "$DEV" "$1" | grep -c 'name tc_\(ingress\|egress\)' || true; }
 
-wait_http() { # wait_http URL: bounded wait until the server answers
-	for _ in $(seq 1 50); do
+wait_http() { # wait_http URL: bounded wait (30 s: a loaded machine verifies slowly) until the server answers
+	for _ in $(seq 1 300); do
 		nsx curl -sf -o /dev/null --max-time 1 "$1" && return 0
 		sleep 0.1
 	done

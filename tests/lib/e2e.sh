@@ -36,10 +36,14 @@ trap e2e__exit EXIT
 r() { ip netns exec "$NS_ROUTER" "$@"; }
 lan() { ip netns exec "$NS_LAN" "$@"; }
 
-# ispmon_wait: until /metrics answers in the router (5 s at most).
+# ispmon_wait: until /metrics answers in the router. Loading and verifying
+# the programs takes a second or two, several on a loaded machine: up to
+# 30 s, but no longer than ispmon lives.
 ispmon_wait() {
-	for _ in $(seq 1 50); do
+	local i
+	for ((i = 0; i < 300; i++)); do
 		r curl -sf -o /dev/null --max-time 1 http://127.0.0.1:8000/metrics && return 0
+		[ -n "$ISPMON_PID" ] && ! kill -0 "$ISPMON_PID" 2>/dev/null && return 1
 		sleep 0.1
 	done
 	return 1
