@@ -141,6 +141,13 @@ static double run(int fd, const struct pkt *p)
 	opts.repeat = REPEAT;
 	if (bpf_prog_test_run_opts(fd, &opts))
 		return -1;
+	/* Timed, but only if it stayed passive: the next filter's verdict,
+	 * the packet as it came. */
+	if ((int)opts.retval != -1 || opts.data_size_out != p->n || memcmp(out, p->d, p->n)) {
+		fprintf(stderr, "bench_tc: a program changed the verdict (%d) or the packet\n",
+			(int)opts.retval);
+		return -1;
+	}
 	return opts.duration; /* mean ns per run */
 }
 
