@@ -919,10 +919,19 @@ static void test_capacity(void)
 	bloat = capacity_bufferbloat(c, &idle, &loaded);
 	check(fabs(idle - 0.040) < 1e-9 && fabs(loaded - 0.090) < 1e-9 && fabs(bloat - 0.050) < 1e-9,
 	      "bufferbloat = loaded minus idle median (%.3f - %.3f)", loaded, idle);
-	check(!strcmp(capacity_grade(0.004), "A+") && !strcmp(capacity_grade(0.029), "A") &&
-		      !strcmp(capacity_grade(0.05), "B") && !strcmp(capacity_grade(0.1), "C") &&
-		      !strcmp(capacity_grade(0.3), "D") && !strcmp(capacity_grade(0.5), "F"),
-	      "grades: A+ < 5 ms, A < 30, B < 60, C < 200, D < 400, F");
+	{
+		/* Each threshold and just under it (seconds). */
+		static const struct { double s; const char *g; } grades[] = {
+			{0, "A+"},       {0.00499, "A+"}, {0.005, "A"},   {0.02999, "A"},
+			{0.030, "B"},    {0.05999, "B"},  {0.060, "C"},   {0.19999, "C"},
+			{0.200, "D"},    {0.39999, "D"},  {0.400, "F"},   {5, "F"},
+		};
+
+		for (size_t i = 0; i < sizeof(grades) / sizeof(grades[0]); i++)
+			check(!strcmp(capacity_grade(grades[i].s), grades[i].g), "grade of %g ms is %s (%s)",
+			      grades[i].s * 1e3, grades[i].g, capacity_grade(grades[i].s));
+		check(!strcmp(capacity_grade(NAN), ""), "no grade without a bufferbloat figure");
+	}
 	capacity_free(c);
 	{
 		double v;
