@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # Per-device accounting with two household devices behind a LAN bridge:
-#   [d1]--+                                   
+#   [d1]--+
 #         [sw: bridge]--[rt: lan0  ispmon  wan0]--[srv: httpd]
 #   [d2]--+
-# d1 ("laptop") downloads 4 MB, d2 ("tv") uploads 2 MB. The device counters
-# must match each device's own interface counters within 2%, the names come
-# from a dnsmasq leases file, and with --max-devices 1 the smaller device
-# is folded into device="other". Paced transfers from both at once give
-# per-device throughput gauges near each device's own interface rate.
+# d1 ("laptop") downloads 4 MB, d2 ("tv") uploads 2 MB. The device byte and
+# packet counters must equal each device's own interface counters exactly,
+# both directions, read in a quiet moment: the LAN carries only the
+# devices' IPv4 (IPv6 off, static neighbours: no ARP, ND or MLD, which the
+# device counters leave out). Names come from a dnsmasq leases file, and
+# with --max-devices 1 the smaller device is folded into device="other"
+# (exactly its traffic). Paced transfers from both at once give per-device
+# throughput gauges near each device's own interface rate. Last, an odhcpd
+# state file found at /tmp/hosts/odhcpd (a private /tmp) names the laptop
+# by the MAC in its DUID-LLT and the tv, whose DUID has none, by its IPv6
+# address.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . tests/lib/tap.sh
@@ -33,7 +39,12 @@ cleanup() {
 trap cleanup EXIT
 
 x() { local ns=$P-$1; shift; ip netns exec "$ns" "$@"; }
-for ns in $NSS; do ip netns add "$ns" && ip netns exec "$ns" ip link set lo up || exit 1; done
+# IPv6 off before any interface exists: no link-local address, ND or MLD.
+for ns in $NSS; do
+	ip netns add "$ns" &&
+		ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 &&
+		ip netns exec "$ns" ip link set lo up || exit 1
+done
 x rt ip link add wan0 type veth peer name s0 netns "$P-srv"
 x rt ip link add lan0 type veth peer name swr netns "$P-sw"
 x sw ip link add br0 type bridge
@@ -55,6 +66,13 @@ for l in "srv s0" "rt wan0" "rt lan0" "d1 eth0" "d2 eth0" "sw swr" "sw sw1" "sw 
 	set -- $l
 	x "$1" ethtool -K "$2" tso off gso off gro off >/dev/null 2>&1
 done
+# Static neighbours on the LAN: no ARP ever (the router would re-check its
+# entries of forwarded flows with unicast ARP, which d1 and d2 count).
+RT_MAC=$(x rt cat /sys/class/net/lan0/address)
+x rt ip neigh replace 192.0.2.11 lladdr 02:00:00:00:0d:01 nud permanent dev lan0
+x rt ip neigh replace 192.0.2.12 lladdr 02:00:00:00:0d:02 nud permanent dev lan0
+x d1 ip neigh replace 192.0.2.1 lladdr "$RT_MAC" nud permanent dev eth0
+x d2 ip neigh replace 192.0.2.1 lladdr "$RT_MAC" nud permanent dev eth0
 x srv ip route add 192.0.2.0/24 via 198.51.100.2
 x d1 ip route add default via 192.0.2.1
 x d2 ip route add default via 192.0.2.1
@@ -77,23 +95,72 @@ start() {
 	return 1
 }
 scrape() { sleep 0.6; x rt curl -sf http://127.0.0.1:8000/metrics >"$TMP/m.prom"; }
-val() { awk -v k="$1" '$1 == k { print $2 }' "$TMP/m.prom"; }
+val() { awk -v k="$1" '$1 == k { print $2 }' "${2:-$TMP/m.prom}"; }
 ifc() { x "$1" cat "/sys/class/net/eth0/statistics/$2"; }
+# The devices' interface counters, one line.
+ctrs() {
+	local d c
+	for d in d1 d2; do for c in rx_bytes tx_bytes rx_packets tx_packets; do printf '%s ' "$(ifc $d $c)"; done; done
+}
+# quiet NAME: a scrape ($TMP/NAME.prom) and the devices' interface counters
+# ($TMP/NAME.if) of one quiet moment: the counters read before the scrape
+# equal those read after it, with more than an ispmon interval (200 ms) in
+# between, so the page has counted everything they have.
+quiet() {
+	local a b
+	for _ in $(seq 1 20); do
+		a=$(ctrs)
+		sleep 0.6
+		x rt curl -sf http://127.0.0.1:8000/metrics >"$TMP/$1.prom" || return 1
+		b=$(ctrs)
+		[ "$a" = "$b" ] && { echo "$a" >"$TMP/$1.if"; return 0; }
+	done
+	return 1
+}
+# ifd A B DEV COUNTER: the counter's change between two quiet moments.
+ifd() {
+	local i
+	case $3-$4 in
+	d1-rx_bytes) i=1 ;; d1-tx_bytes) i=2 ;; d1-rx_packets) i=3 ;; d1-tx_packets) i=4 ;;
+	d2-rx_bytes) i=5 ;; d2-tx_bytes) i=6 ;; d2-rx_packets) i=7 ;; d2-tx_packets) i=8 ;;
+	esac
+	echo $(($(cut -d' ' -f$i "$TMP/$2.if") - $(cut -d' ' -f$i "$TMP/$1.if")))
+}
+# md A B SAMPLE: a sample's change between two quiet moments (absent = 0).
+md() {
+	local a b
+	a=$(val "$3" "$TMP/$1.prom")
+	b=$(val "$3" "$TMP/$2.prom")
+	echo $((${b:-0} - ${a:-0}))
+}
+# exact A B DEVICE IFDEV: bytes and packets both ways equal the interface's.
+exact() {
+	local a=$1 b=$2 dev=$3 ifdev=$4 dir c got want
+	for dir in download upload; do
+		for c in bytes packets; do
+			[ $dir = download ] && want=$(ifd "$a" "$b" "$ifdev" rx_$c) || want=$(ifd "$a" "$b" "$ifdev" tx_$c)
+			got=$(md "$a" "$b" "ispmon_device_${c}_total{device=\"$dev\",direction=\"$dir\"}")
+			check "$dev $dir $c: $got, its interface's $([ $dir = download ] && echo rx || echo tx) $want, exactly" \
+				[ "$got" = "$want" ]
+		done
+	done
+}
 
+# The bridge learns every MAC first (else it floods the first frames to
+# both devices).
+x d1 ping -c 1 -W 1 -q 192.0.2.1 >/dev/null
+x d2 ping -c 1 -W 1 -q 192.0.2.1 >/dev/null
 start || { not_ok "ispmon starts"; exit 1; }
 check "names from the leases file logged" grep -q "msg=\"device names\" leases=" "$TMP/err"
-r1=$(ifc d1 rx_bytes) t2=$(ifc d2 tx_bytes)
+quiet q0 || not_ok "a quiet moment before the transfers"
 check "laptop downloads 4 MB" x d1 curl -sf -o /dev/null http://198.51.100.1:8080/bytes/4000000
 check "tv uploads 2 MB" bash -c "head -c 2000000 /dev/zero | ip netns exec $P-d2 curl -sf -o /dev/null --data-binary @- http://198.51.100.1:8080/upload"
-scrape
-r1=$(( $(ifc d1 rx_bytes) - r1 ))
-t2=$(( $(ifc d2 tx_bytes) - t2 ))
-got1=$(val 'ispmon_device_bytes_total{device="laptop",direction="download"}')
-got2=$(val 'ispmon_device_bytes_total{device="tv",direction="upload"}')
-check "laptop download ${got1:-none} B vs its interface's $r1 B within 2%" rel_near "${got1:-0}" "$r1" 0.02
-check "tv upload ${got2:-none} B vs its interface's $t2 B within 2%" rel_near "${got2:-0}" "$t2" 0.02
-check "the laptop's upload is only its ACKs ($(val 'ispmon_device_bytes_total{device="laptop",direction="upload"}') B)" \
-	awk -v v="$(val 'ispmon_device_bytes_total{device="laptop",direction="upload"}')" 'BEGIN { exit !(v > 0 && v < 400000) }'
+quiet q1 || not_ok "a quiet moment after the transfers"
+cp "$TMP/q1.prom" "$TMP/m.prom"
+exact q0 q1 laptop d1
+exact q0 q1 tv d2
+check "the laptop's upload is only its ACKs ($(md q0 q1 'ispmon_device_bytes_total{device="laptop",direction="upload"}') B)" \
+	awk -v v="$(md q0 q1 'ispmon_device_bytes_total{device="laptop",direction="upload"}')" 'BEGIN { exit !(v > 0 && v < 400000) }'
 check "device info carries the MAC and address" grep -q 'ispmon_device_info{device="tv",mac="02:00:00:00:0d:02",ipv4="192.0.2.12"' "$TMP/m.prom"
 
 # Throughput per device: both devices at once, paced at the sender by
@@ -131,20 +198,55 @@ check "tv throughput ${g2:-none} B/s vs its interface's $if2 B/s within 10% (scr
 check "paced rates seen: laptop near 12 Mbit/s, tv near 4 Mbit/s of payload (L2, +-10%)" \
 	bash -c "awk -v a='${g1:-0}' -v b='${g2:-0}' 'BEGIN { f = 1514 / 1448; exit !(a > 0.9 * 1500000 * f && a < 1.1 * 1500000 * f && b > 0.9 * 500000 * f && b < 1.1 * 500000 * f) }'"
 
-# Capped at one label: the laptop (more traffic) keeps it, tv goes to other.
+# Capped at one label: the laptop (more traffic) keeps it, tv goes to
+# other, which then counts exactly tv's traffic.
 start --max-devices 1 || exit 1
+quiet c0 || not_ok "a quiet moment with --max-devices 1"
 x d1 curl -sf -o /dev/null http://198.51.100.1:8080/bytes/3000000
 head -c 1000000 /dev/zero | x d2 curl -sf -o /dev/null --data-binary @- http://198.51.100.1:8080/upload
-scrape
+quiet c1 || not_ok "a quiet moment after the transfers"
+cp "$TMP/c1.prom" "$TMP/m.prom"
 check "--max-devices 1: laptop labelled, tv not" bash -c "grep -q 'device=\"laptop\"' $TMP/m.prom && ! grep -q 'device=\"tv\"' $TMP/m.prom"
-o=$(val 'ispmon_device_bytes_total{device="other",direction="upload"}')
-check "--max-devices 1: other holds tv's upload (${o:-none} B >= 1 MB)" awk -v v="${o:-0}" 'BEGIN { exit !(v >= 1000000 && v < 1200000) }'
+exact c0 c1 other d2
+check "--max-devices 1: other holds tv's 1 MB upload ($(md c0 c1 'ispmon_device_bytes_total{device="other",direction="upload"}') B)" \
+	awk -v v="$(md c0 c1 'ispmon_device_bytes_total{device="other",direction="upload"}')" 'BEGIN { exit !(v >= 1000000 && v < 1200000) }'
 
 start --max-devices 0 || exit 1
 scrape
 check "--max-devices 0: no per-device metrics and no LAN hook" \
 	bash -c "! grep -q '^ispmon_device_bytes_total' $TMP/m.prom && ! grep -q 'iface=\"lan0\"' $TMP/m.prom"
 if promtool check metrics <"$TMP/m.prom" >/dev/null 2>&1; then ok "promtool accepts the page"; else not_ok "promtool check metrics"; fi
+
+# Names from odhcpd's state file, found where OpenWrt keeps it: no
+# --leases, and ispmon in a mount namespace whose /tmp (and dnsmasq's
+# directories, where they exist) holds only /tmp/hosts/odhcpd. The laptop's
+# DUID-LLT carries its MAC; the tv's DUID-EN none: its IPv6 address names it.
+cat >"$TMP/odhcpd" <<'ODHCPD'
+# lan0 000100012c3a1b2c020000000d01 0a0b0c0d laptop6 1999999999 10b 128 2001:db8:d::10b/128
+2001:db8:d::12	tv6.lan	tv6
+# lan0 00020000ab110a0b0c0d0e0f 0d020304 tv6 1999999999 12 128 2001:db8:d::12/128
+ODHCPD
+x rt sysctl -qw net.ipv6.conf.lan0.disable_ipv6=0
+x d2 sysctl -qw net.ipv6.conf.eth0.disable_ipv6=0
+x rt ip -6 addr add 2001:db8:d::1/64 dev lan0 nodad
+x d2 ip -6 addr add 2001:db8:d::12/64 dev eth0 nodad
+kill -TERM "$PID"
+wait "$PID"
+unshare -m sh -c 'mount -t tmpfs tmpfs /tmp && mkdir /tmp/hosts && cat >/tmp/hosts/odhcpd || exit 1
+	for d in /var/lib/misc /var/lib/dnsmasq; do [ ! -d "$d" ] || mount -t tmpfs tmpfs "$d" || exit 1; done
+	exec ip netns exec "$1" "$2" --iface wan0 --lan-iface lan0 --interval 200ms --no-ping --no-speedtest' \
+	sh "$P-rt" "$BIN" <"$TMP/odhcpd" >/dev/null 2>"$TMP/err" &
+PID=$!
+for _ in $(seq 1 50); do x rt curl -sf -o /dev/null http://127.0.0.1:8000/metrics && break; sleep 0.1; done
+x d1 ping -c 2 -i 0.2 -W 1 -q 192.0.2.1 >/dev/null
+x d2 ping -6 -c 2 -i 0.2 -W 1 -q 2001:db8:d::1 >/dev/null
+scrape
+check "odhcpd's state file found at /tmp/hosts/odhcpd without --leases" \
+	grep -q 'msg="device names" leases=/tmp/hosts/odhcpd' "$TMP/err"
+check "odhcpd: the laptop named by the MAC in its DUID-LLT ($(grep -o 'ispmon_device_info{device="[^"]*",mac="02:00:00:00:0d:01"' "$TMP/m.prom"))" \
+	grep -q 'ispmon_device_info{device="laptop6",mac="02:00:00:00:0d:01"' "$TMP/m.prom"
+check "odhcpd: the tv named by its IPv6 address ($(grep -o 'ispmon_device_info{device="[^"]*",mac="02:00:00:00:0d:02"[^}]*' "$TMP/m.prom"))" \
+	grep -Eq 'ispmon_device_info\{device="tv6",mac="02:00:00:00:0d:02",ipv4="[^"]*",ipv6="2001:db8:d::12"\}' "$TMP/m.prom"
 kill -TERM "$PID"
 wait "$PID"
 PID=

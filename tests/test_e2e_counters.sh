@@ -2,9 +2,20 @@
 # End to end in the emulated home network: ispmon runs in the router
 # namespace with its defaults (default-route interface, :8000), the lan
 # device moves 20 MB down and 20 MB up through NAT and the delay line, and
-# the byte and packet counters on /metrics must match the bytes on the wire
-# (the interface's own counters and the delay line's) within 1% per
-# direction. The payloads must arrive bit-exact, with ispmon attached.
+# the byte and packet counters on /metrics must equal the bytes on the wire
+# exactly, per direction: the WAN veth's own counters and the delay line's,
+# all read in a quiet moment. The payloads must arrive bit-exact, with
+# ispmon attached.
+#
+# Exact because the testbed's veths have their offloads off: every skb is
+# one frame, and ispmon's L2 frame bytes are the interface's. With GSO/GRO
+# on, an interface counts an aggregate once with one set of headers where
+# ispmon counts the segments it stands for, headers each (docs/design-
+# decisions.md, "Byte accounting"): more than the interface by the
+# repeated headers. (This test allowed 1% when it read the interface after
+# the scrape: a frame in between, an IPv6 neighbour probe for one, made
+# them differ. Now the counters are read on both sides of the scrape and
+# must not have moved.)
 cd "$(dirname "$0")/.."
 . tests/lib/e2e.sh
 
@@ -27,14 +38,30 @@ fi
 check "ispmon picked the default-route interface $ROUTER_WAN_IF" \
 	grep -q "msg=\"attached\" iface=$ROUTER_WAN_IF " "$TMP/ispmon.err"
 
-# snap NAME: metrics and the WAN veth's own counters, once the link is quiet
-# and ispmon has read the maps since (interval 200 ms).
-snap() {
-	sleep 0.6
-	scrape "$TMP/$1.prom"
+# snap NAME: metrics, the WAN veth's own counters and the delay line's, of
+# one quiet moment: the counters read before the scrape equal those read
+# after it, with more than an ispmon interval (200 ms) in between, so the
+# page has counted all they have.
+wan_ctrs() {
 	local s=/sys/class/net/$ROUTER_WAN_IF/statistics
-	r cat $s/rx_bytes $s/tx_bytes $s/rx_packets $s/tx_packets >"$TMP/$1.if"
-	netlab_stats >"$TMP/$1.dl"
+	r cat $s/rx_bytes $s/tx_bytes $s/rx_packets $s/tx_packets
+	netlab_stats | sed 's/ delay_ms=[^ ]*//; s/ rx_ts_fallback=[^ ]*//'
+}
+snap() {
+	local a b
+	for _ in $(seq 1 20); do
+		a=$(wan_ctrs)
+		sleep 0.6
+		scrape "$TMP/$1.prom" || break
+		b=$(wan_ctrs)
+		if [ "$a" = "$b" ]; then
+			head -n 4 <<<"$a" >"$TMP/$1.if"
+			tail -n 2 <<<"$a" >"$TMP/$1.dl"
+			return 0
+		fi
+	done
+	not_ok "snapshot $1: no quiet moment on $ROUTER_WAN_IF in 20 tries"
+	return 1
 }
 m() { metric_value "$TMP/$1.prom" "$2"; }
 ifc() { sed -n "$2p" "$TMP/$1.if"; } # 1 rx_bytes 2 tx_bytes 3 rx_packets 4 tx_packets
@@ -57,10 +84,12 @@ compare() {
 		gotp=$(delta "$(m "$a" "$pk")" "$(m "$b" "$pk")")
 		want=$(delta "$(ifc "$a" $ifb)" "$(ifc "$b" $ifb)")
 		wantp=$(delta "$(ifc "$a" $ifp)" "$(ifc "$b" $ifp)")
-		check "$step: $d bytes $got vs interface $want within 1%" rel_near "$got" "$want" 0.01
-		check "$step: $d packets $gotp vs interface $wantp within 1%" rel_near "$gotp" "$wantp" 0.01
+		check "$step: $d bytes $got, interface $want: equal" [ "$got" = "$want" ]
+		check "$step: $d packets $gotp, interface $wantp: equal" [ "$gotp" = "$wantp" ]
 		want=$(delta "$(dlc "$a" $wire fwd_bytes)" "$(dlc "$b" $wire fwd_bytes)")
-		check "$step: $d bytes $got vs delay line $want within 1%" rel_near "$got" "$want" 0.01
+		wantp=$(delta "$(dlc "$a" $wire fwd_frames)" "$(dlc "$b" $wire fwd_frames)")
+		check "$step: $d bytes $got, packets $gotp, delay line $want, $wantp: equal" \
+			[ "$got/$gotp" = "$want/$wantp" ]
 	done
 }
 

@@ -145,8 +145,8 @@ static double baseline(const struct capacity *c)
 
 void capacity_interval(struct capacity *c, double t, double rtt)
 {
-	double rate[ISPMON_DIR_MAX], pkt[ISPMON_DIR_MAX], dt = t - c->int_start;
-	bool idle = true, loaded = false, inflated;
+	double rate[ISPMON_DIR_MAX], pkt[ISPMON_DIR_MAX], gp[ISPMON_DIR_MAX], dt = t - c->int_start;
+	bool idle = true, loaded = false, inflated, sat[ISPMON_DIR_MAX];
 	double base;
 
 	if (!c->have_prev || !c->have_int_start || dt <= 0.05)
@@ -181,18 +181,14 @@ void capacity_interval(struct capacity *c, double t, double rtt)
 	 * short, a few percent over the base RTT: both must count. */
 	inflated = !isnan(rtt) && !isnan(base) && rtt > base + fmax(INFLATED_MIN_S, INFLATED_SHARE * base);
 	for (int d = 0; d < ISPMON_DIR_MAX; d++) {
-		bool sat = inflated && pkt[d] >= BULK_PKT_BYTES && rate[d] >= MIN_LOADED_BPS &&
-			   rate[d] >= 0.5 * c->ref[d];
-
-		if (sat) {
-			/* Whole-interval goodput: on the upload side the router
-			 * sits before the bottleneck and sees the sender's
-			 * bursts; over a second they average out to what the
-			 * bottleneck lets through. */
-			double gp = (double)(c->prev[d].payload_bytes -
-					     c->int_start_stats[d].payload_bytes) / dt;
-
-			c->sat[d][c->sat_head[d]] = (struct sat){t, gp};
+		/* Whole-interval goodput: on the upload side the router sits
+		 * before the bottleneck and sees the sender's bursts; over a
+		 * second they average out to what the bottleneck lets through. */
+		gp[d] = (double)(c->prev[d].payload_bytes - c->int_start_stats[d].payload_bytes) / dt;
+		sat[d] = inflated && pkt[d] >= BULK_PKT_BYTES && rate[d] >= MIN_LOADED_BPS &&
+			 rate[d] >= 0.5 * c->ref[d];
+		if (sat[d]) {
+			c->sat[d][c->sat_head[d]] = (struct sat){t, gp[d]};
 			c->sat_head[d] = (c->sat_head[d] + 1) % SAT_RING;
 			if (c->sat_n[d] < SAT_RING)
 				c->sat_n[d]++;
@@ -204,8 +200,9 @@ void capacity_interval(struct capacity *c, double t, double rtt)
 		}
 		update_estimate(c, d, t);
 	}
-	log_debug("capacity interval", "rtt_ms=%.1f base_ms=%.1f down_Bps=%.0f up_Bps=%.0f down_pkt=%.0f up_pkt=%.0f idle=%d loaded=%d inflated=%d",
-		  rtt * 1e3, base * 1e3, rate[0], rate[1], pkt[0], pkt[1], idle, loaded, inflated);
+	log_debug("capacity interval", "rtt_ms=%.1f base_ms=%.1f down_Bps=%.0f up_Bps=%.0f down_goodput_Bps=%.0f up_goodput_Bps=%.0f down_pkt=%.0f up_pkt=%.0f idle=%d loaded=%d inflated=%d down_saturated=%d up_saturated=%d",
+		  rtt * 1e3, base * 1e3, rate[0], rate[1], gp[0], gp[1], pkt[0], pkt[1], idle, loaded,
+		  inflated, sat[0], sat[1]);
 	if (!isnan(rtt)) {
 		if (idle) {
 			push(c->idle_rtt, &c->idle_n, &c->idle_head, rtt);

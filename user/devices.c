@@ -30,6 +30,23 @@ struct dev_entry {
 	uint64_t folded_bytes[ISPMON_DIR_MAX], folded_packets[ISPMON_DIR_MAX];
 	/* RTT window: histogram totals at the last two slot boundaries. */
 	uint64_t slot_hist[2][ISPMON_LEG_MAX][ISPMON_DEV_RTT_BUCKETS];
+	int lease; /* the lease naming it while labelled, or -1 */
+};
+
+/* A lease that can name a device. */
+struct lease {
+	uint8_t mac[6];
+	bool has_mac;
+	bool ambiguous;   /* another MAC's lease has the same name: unused */
+	uint16_t name_id; /* the first lease with the same name */
+	char name[33];
+};
+
+/* An IPv6 address (/128) or delegated prefix of a lease. */
+struct lease_net {
+	uint8_t addr[16];
+	uint8_t plen;
+	uint16_t lease;
 };
 
 struct devices {
@@ -46,11 +63,16 @@ struct devices {
 	int ncpu;
 	unsigned pass; /* devices_read() walks so far */
 	double last_slot, last_commit;
-	/* host names by MAC, from the leases file */
-	struct lease { uint8_t mac[6]; char name[33]; } leases[DEVICES_TABLE_MAX];
-	unsigned n_leases;
+	/* Host names from the leases file: by MAC, and by the IPv6
+	 * addresses (or delegated prefixes) of odhcpd's leases. */
+	struct lease leases[DEVICES_TABLE_MAX];
+	struct lease_net nets[DEVICES_TABLE_MAX];
+	unsigned n_leases, n_nets;
+	uint16_t name_uses[DEVICES_TABLE_MAX]; /* labelled devices per name */
 	char leases_path[256];
-	time_t leases_mtime;
+	struct timespec leases_mtim;
+	off_t leases_size;
+	ino_t leases_ino;
 };
 
 int devices_new(unsigned max_devices, struct devices **out)
@@ -121,7 +143,7 @@ static void stats_add(struct ispmon_dev_stats *a, const struct ispmon_dev_stats 
 	}
 }
 
-static struct dev_entry *find(struct devices *d, const struct ispmon_dev_key *k)
+static struct dev_entry *find(const struct devices *d, const struct ispmon_dev_key *k)
 {
 	for (unsigned i = 0; i < d->n; i++)
 		if (!memcmp(&d->tab[i].key, k, sizeof(*k)))
@@ -150,6 +172,7 @@ static struct dev_entry *add(struct devices *d, const struct ispmon_dev_key *k)
 	e = &d->tab[d->n++];
 	memset(e, 0, sizeof(*e));
 	e->key = *k;
+	e->lease = -1;
 	return e;
 }
 
@@ -254,6 +277,8 @@ static void rerank(struct devices *d)
 	}
 }
 
+static void assign_names(struct devices *d);
+
 void devices_commit(struct devices *d, double now_s)
 {
 	bool new_slot = d->last_slot < 0 || now_s - d->last_slot >= RTT_SLOT_S;
@@ -304,12 +329,17 @@ void devices_commit(struct devices *d, double now_s)
 		}
 	}
 	d->last_commit = now_s;
+	assign_names(d);
 }
 
+/* A host name usable as a label: not "other" (everything outside the
+ * top-N), not something that reads as an IPv4 label of another device. */
 static bool valid_name(const char *s)
 {
-	/* "other" is the label of everything outside the top-N. */
-	if (!*s || strlen(s) > 32 || !strcmp(s, "*") || !strcmp(s, "other"))
+	struct in_addr a;
+
+	if (!*s || strlen(s) > 32 || !strcmp(s, "*") || !strcmp(s, "-") || !strcmp(s, "other") ||
+	    inet_pton(AF_INET, s, &a) == 1)
 		return false;
 	for (; *s; s++)
 		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
@@ -318,74 +348,369 @@ static bool valid_name(const char *s)
 	return true;
 }
 
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Hex bytes, "0a1b2c" or "0a:1b:2c" (one style throughout): how many, or
+ * -1 when malformed or longer than max. */
+static int unhex(const char *s, uint8_t *out, size_t max)
+{
+	bool colons = strlen(s) > 2 && s[2] == ':';
+	size_t n = 0;
+
+	while (*s) {
+		int hi = hexval(s[0]), lo = hi < 0 ? -1 : hexval(s[1]);
+
+		if (lo < 0 || n == max)
+			return -1;
+		out[n++] = (uint8_t)(hi << 4 | lo);
+		s += 2;
+		if (colons && *s == ':' && s[1])
+			s++;
+		else if (*s && (colons || *s == ':'))
+			return -1;
+	}
+	return (int)n;
+}
+
+static bool parse_mac(const char *s, uint8_t mac[6]) { return unhex(s, mac, 6) == 6; }
+
+/*
+ * The link-layer address inside a DUID (RFC 8415), when it has one of
+ * Ethernet type: DUID-LLT (type 1: hardware type, time, address) or DUID-LL
+ * (type 3: hardware type, address). It may be another interface's MAC than
+ * the one the client uses now: addresses are matched as well.
+ */
+static bool duid_mac(const uint8_t *duid, int len, uint8_t mac[6])
+{
+	unsigned type, hw;
+
+	if (len < 4)
+		return false;
+	type = (unsigned)duid[0] << 8 | duid[1];
+	hw = (unsigned)duid[2] << 8 | duid[3];
+	if (hw != 1)
+		return false;
+	if (type == 1 && len == 14) {
+		memcpy(mac, duid + 8, 6);
+		return true;
+	}
+	if (type == 3 && len == 10) {
+		memcpy(mac, duid + 4, 6);
+		return true;
+	}
+	return false;
+}
+
+static int lease_add(struct devices *d, const uint8_t *mac, const char *name)
+{
+	struct lease *l;
+	size_t n = strlen(name);
+
+	if (d->n_leases == DEVICES_TABLE_MAX || n >= sizeof(l->name))
+		return -1;
+	l = &d->leases[d->n_leases];
+	memset(l, 0, sizeof(*l));
+	if (mac) {
+		memcpy(l->mac, mac, 6);
+		l->has_mac = true;
+	}
+	memcpy(l->name, name, n + 1);
+	return (int)d->n_leases++;
+}
+
+/* "ADDR/LEN" of the family (a bare address is a host route); false if
+ * malformed. IPv4 ones are only checked. */
+static bool parse_net(const char *tok, int family, struct lease_net *n)
+{
+	char tmp[INET6_ADDRSTRLEN], *end;
+	const char *slash = strchr(tok, '/');
+	size_t alen = slash ? (size_t)(slash - tok) : strlen(tok);
+	long max = family == AF_INET6 ? 128 : 32, plen = max;
+
+	if (alen >= sizeof(tmp))
+		return false;
+	memcpy(tmp, tok, alen);
+	tmp[alen] = 0;
+	if (slash) {
+		errno = 0;
+		plen = strtol(slash + 1, &end, 10);
+		if (errno || end == slash + 1 || *end || slash[1] == '-' || slash[1] == '+' ||
+		    plen > max)
+			return false;
+	}
+	n->plen = (uint8_t)plen;
+	return inet_pton(family, tmp, n->addr) == 1;
+}
+
+#define LEASE_TOKENS 24
+
+/* A whole number in base, lo..hi, digits only (and a '-' for -1). */
+static bool is_num(const char *s, int base, long long lo, long long hi)
+{
+	char *end;
+	long long v;
+
+	if (!strcmp(s, "-1"))
+		return lo <= -1;
+	if (hexval(*s) < 0)
+		return false; /* no sign, no space */
+	errno = 0;
+	v = strtoll(s, &end, base);
+	return !errno && !*end && v >= lo && v <= hi;
+}
+
+/*
+ * dnsmasq: "EXPIRY MAC IP NAME CLIENT-ID" (DHCPv4; its DHCPv6 lines and the
+ * "duid" line have no MAC in the second field and are skipped).
+ */
+static void parse_dnsmasq(struct devices *d, char **tok, int n)
+{
+	uint8_t mac[6];
+
+	if (n >= 4 && parse_mac(tok[1], mac) && valid_name(tok[3]))
+		lease_add(d, mac, tok[3]);
+}
+
+/*
+ * odhcpd's state file (OpenWrt /tmp/hosts/odhcpd), one lease a line:
+ * "# IFACE DUID IAID NAME EXPIRY HOST-ID PREFIX-LEN ADDR/LEN..." with the
+ * DUID in hex, "-" for no name and a "broken\x20" prefix for one the server
+ * refused; odhcpd's own DHCPv4 leases have the client's MAC (hex) as DUID
+ * and "ipv4" as IAID. Its hosts-style lines ("ADDR<tab>NAME...") are
+ * skipped, as are lines with a malformed field: a name is only taken from
+ * a whole lease.
+ */
+static void parse_odhcpd(struct devices *d, char **tok, int n)
+{
+	struct lease_net nets[LEASE_TOKENS];
+	uint8_t duid[130], mac[6];
+	bool v4 = n >= 4 && !strcmp(tok[3], "ipv4"), has_mac;
+	int len, i, n_nets = 0;
+
+	if (n < 8 || !valid_name(tok[4]) || (!v4 && !is_num(tok[3], 16, 0, UINT32_MAX)) ||
+	    !is_num(tok[5], 10, -1, INT64_MAX) || !is_num(tok[6], 16, 0, INT64_MAX) ||
+	    !is_num(tok[7], 10, 0, 128))
+		return;
+	len = unhex(tok[2], duid, sizeof(duid));
+	if (len < 0)
+		return;
+	for (int t = 8; t < n; t++)
+		if (!parse_net(tok[t], v4 ? AF_INET : AF_INET6, &nets[n_nets++]))
+			return;
+	if (v4) {
+		/* Its address is the DHCPv4 one: the MAC says it all. */
+		if (len != 6)
+			return;
+		memcpy(mac, duid, 6);
+		has_mac = true;
+		n_nets = 0;
+	} else {
+		has_mac = duid_mac(duid, len, mac);
+		if (!has_mac && !n_nets)
+			return; /* nothing to know the device by */
+	}
+	i = lease_add(d, has_mac ? mac : NULL, tok[4]);
+	for (int k = 0; i >= 0 && k < n_nets && d->n_nets < DEVICES_TABLE_MAX; k++) {
+		nets[k].lease = (uint16_t)i;
+		d->nets[d->n_nets++] = nets[k];
+	}
+}
+
+/* Names used by leases of two MACs are ambiguous; a name's id is its first
+ * lease, so devices named alike through different leases can be told. */
+static void leases_index(struct devices *d)
+{
+	for (unsigned i = 0; i < d->n_leases; i++) {
+		struct lease *l = &d->leases[i];
+
+		l->name_id = (uint16_t)i;
+		for (unsigned j = 0; j < i; j++) {
+			struct lease *o = &d->leases[j];
+
+			if (strcmp(o->name, l->name))
+				continue;
+			if (l->name_id == i)
+				l->name_id = (uint16_t)j;
+			if (l->has_mac && o->has_mac && memcmp(l->mac, o->mac, 6))
+				l->ambiguous = o->ambiguous = true;
+		}
+	}
+}
+
+static bool prefix_match(const uint8_t *a, const uint8_t *p, unsigned plen)
+{
+	unsigned bytes = plen / 8, bits = plen % 8;
+
+	if (memcmp(a, p, bytes))
+		return false;
+	return !bits || !((a[bytes] ^ p[bytes]) & (uint8_t)(0xff << (8 - bits)));
+}
+
+/* The lease naming a device: its MAC's, else the one holding its IPv6
+ * address (the longest prefix), or -1. */
+static int lease_for(const struct devices *d, const struct ispmon_dev_key *k,
+		     const struct ispmon_dev_stats *st)
+{
+	const uint8_t *a6 = NULL;
+	int best = -1, best_len = -1;
+
+	if (k->family == 0) {
+		for (unsigned i = 0; i < d->n_leases; i++)
+			if (d->leases[i].has_mac && !d->leases[i].ambiguous &&
+			    !memcmp(d->leases[i].mac, k->addr, 6))
+				return (int)i;
+		if (st && has_ipv6(st))
+			a6 = (const uint8_t *)st->ipv6;
+	} else if (k->family == 6) {
+		a6 = k->addr;
+	}
+	if (!a6)
+		return -1;
+	for (unsigned i = 0; i < d->n_nets; i++) {
+		const struct lease_net *n = &d->nets[i];
+
+		if (n->plen > best_len && !d->leases[n->lease].ambiguous &&
+		    prefix_match(a6, n->addr, n->plen)) {
+			best = n->lease;
+			best_len = n->plen;
+		}
+	}
+	return best;
+}
+
+static const struct ispmon_dev_stats *addr_stats(const struct dev_entry *e)
+{
+	return has_ipv6(&e->last) || !has_ipv6(&e->base) ? &e->last : &e->base;
+}
+
+/* Each labelled device's lease; a name that would label two devices at
+ * once (two leases of one name, a prefix holding both) labels neither. */
+static void assign_names(struct devices *d)
+{
+	memset(d->name_uses, 0, sizeof(d->name_uses));
+	for (unsigned i = 0; i < d->n; i++) {
+		struct dev_entry *e = &d->tab[i];
+
+		e->lease = e->exported ? lease_for(d, &e->key, addr_stats(e)) : -1;
+		if (e->lease >= 0)
+			d->name_uses[d->leases[e->lease].name_id]++;
+	}
+	for (unsigned i = 0; i < d->n; i++) {
+		struct dev_entry *e = &d->tab[i];
+
+		if (e->lease >= 0 && d->name_uses[d->leases[e->lease].name_id] > 1)
+			e->lease = -1;
+	}
+}
+
 int devices_load_leases(struct devices *d, const char *path)
 {
-	char line[512], mac[32], name[128];
+	char line[1024];
 	struct stat st;
 	FILE *f;
 
-	if (path && path != d->leases_path)
+	if (path && path != d->leases_path) {
 		snprintf(d->leases_path, sizeof(d->leases_path), "%s", path);
+		d->leases_ino = 0;
+	}
 	if (!d->leases_path[0])
 		return 0;
 	if (stat(d->leases_path, &st))
 		return -errno;
-	if (st.st_mtime == d->leases_mtime && d->n_leases)
+	/* Both servers replace the file (rename): a new inode, size or time. */
+	if (st.st_ino == d->leases_ino && st.st_size == d->leases_size &&
+	    st.st_mtim.tv_sec == d->leases_mtim.tv_sec && st.st_mtim.tv_nsec == d->leases_mtim.tv_nsec)
 		return 0;
 	f = fopen(d->leases_path, "r");
 	if (!f)
 		return -errno;
-	d->n_leases = 0;
-	while (fgets(line, sizeof(line), f) && d->n_leases < DEVICES_TABLE_MAX) {
-		struct lease *l = &d->leases[d->n_leases];
-		unsigned m[6];
-		bool dup = false;
+	d->n_leases = d->n_nets = 0;
+	while (fgets(line, sizeof(line), f)) {
+		char *tok[LEASE_TOKENS] = {0}, *save = NULL, *t;
+		size_t len = strlen(line);
+		int n = 0;
 
-		if (sscanf(line, "%*s %31s %*s %127s", mac, name) != 2 ||
-		    sscanf(mac, "%2x:%2x:%2x:%2x:%2x:%2x", &m[0], &m[1], &m[2], &m[3], &m[4],
-			   &m[5]) != 6 ||
-		    !valid_name(name))
-			continue;
-		for (int i = 0; i < 6; i++)
-			l->mac[i] = (uint8_t)m[i];
-		/* Two devices calling themselves the same: label neither. */
-		for (unsigned i = 0; i < d->n_leases; i++)
-			if (!strcmp(d->leases[i].name, name)) {
-				d->leases[i].name[0] = 0;
-				dup = true;
-			}
-		if (dup)
-			continue;
-		/* valid_name() allowed at most 32 characters. */
-		memcpy(l->name, name, strnlen(name, sizeof(l->name) - 1));
-		l->name[strnlen(name, sizeof(l->name) - 1)] = 0;
-		d->n_leases++;
+		/* Longer than the buffer: keep its whole fields, skip the rest. */
+		if (len == sizeof(line) - 1 && line[len - 1] != '\n') {
+			int c;
+			char *sp = strrchr(line, ' ');
+
+			if (sp)
+				*sp = 0;
+			while ((c = getc(f)) != EOF && c != '\n')
+				;
+		}
+		for (t = strtok_r(line, " \t\r\n", &save); t && n < LEASE_TOKENS;
+		     t = strtok_r(NULL, " \t\r\n", &save))
+			tok[n++] = t;
+		if (n && !strcmp(tok[0], "#"))
+			parse_odhcpd(d, tok, n);
+		else
+			parse_dnsmasq(d, tok, n);
 	}
 	fclose(f);
-	d->leases_mtime = st.st_mtime;
+	leases_index(d);
+	assign_names(d);
+	d->leases_ino = st.st_ino;
+	d->leases_size = st.st_size;
+	d->leases_mtim = st.st_mtim;
 	return 0;
+}
+
+int devices_find_leases_in(const char *root, char *buf, size_t len)
+{
+	static const char *const paths[] = {"/tmp/dhcp.leases", "/var/lib/misc/dnsmasq.leases",
+					    "/var/lib/dnsmasq/dnsmasq.leases", "/tmp/hosts/odhcpd"};
+
+	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+		int n = snprintf(buf, len, "%s%s", root, paths[i]);
+
+		if (n > 0 && (size_t)n < len && !access(buf, R_OK))
+			return 0;
+	}
+	return -ENOENT;
 }
 
 const char *devices_find_leases(void)
 {
-	static const char *const paths[] = {"/tmp/dhcp.leases", "/var/lib/misc/dnsmasq.leases",
-					    "/var/lib/dnsmasq/dnsmasq.leases"};
+	static char path[256];
 
-	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++)
-		if (!access(paths[i], R_OK))
-			return paths[i];
-	return NULL;
+	return devices_find_leases_in("", path, sizeof(path)) ? NULL : path;
+}
+
+static void name_of(const struct devices *d, const struct dev_entry *e, char *buf, size_t len)
+{
+	int l = e->exported ? e->lease : lease_for(d, &e->key, addr_stats(e));
+
+	if (l >= 0)
+		snprintf(buf, len, "%s", d->leases[l].name);
+	else
+		devices_label(&e->key, buf, len);
 }
 
 void devices_name(const struct devices *d, const struct ispmon_dev_key *k, char *buf, size_t len)
 {
-	if (k->family == 0)
-		for (unsigned i = 0; i < d->n_leases; i++)
-			if (d->leases[i].name[0] && !memcmp(d->leases[i].mac, k->addr, 6)) {
-				snprintf(buf, len, "%s", d->leases[i].name);
-				return;
-			}
-	devices_label(k, buf, len);
+	const struct dev_entry *e = find(d, k);
+	int l;
+
+	if (e) {
+		name_of(d, e, buf, len);
+		return;
+	}
+	l = lease_for(d, k, NULL);
+	if (l >= 0)
+		snprintf(buf, len, "%s", d->leases[l].name);
+	else
+		devices_label(k, buf, len);
 }
 
 void devices_label(const struct ispmon_dev_key *k, char *buf, size_t len)
@@ -439,7 +764,7 @@ void devices_render(const struct devices *d, struct mbuf *b)
 		stats_add(&tot, &e->last);
 		if (!e->exported)
 			continue;
-		devices_name(d, &e->key, label, sizeof(label));
+		name_of(d, e, label, sizeof(label));
 		for (int k = 0; k < ISPMON_DIR_MAX; k++)
 			mbuf_printf(b, "ispmon_device_bytes_total{device=\"%s\",direction=\"%s\"} %llu\n",
 				    label, dirs[k], (unsigned long long)tot.bytes[k]);
@@ -457,7 +782,7 @@ void devices_render(const struct devices *d, struct mbuf *b)
 		if (!e->exported)
 			continue;
 		stats_add(&tot, &e->last);
-		devices_name(d, &e->key, label, sizeof(label));
+		name_of(d, e, label, sizeof(label));
 		for (int k = 0; k < ISPMON_DIR_MAX; k++)
 			mbuf_printf(b, "ispmon_device_packets_total{device=\"%s\",direction=\"%s\"} %llu\n",
 				    label, dirs[k], (unsigned long long)tot.packets[k]);
@@ -474,7 +799,7 @@ void devices_render(const struct devices *d, struct mbuf *b)
 
 		if (!e->exported)
 			continue;
-		devices_name(d, &e->key, label, sizeof(label));
+		name_of(d, e, label, sizeof(label));
 		for (int k = 0; k < ISPMON_DIR_MAX; k++)
 			mbuf_printf(b, "ispmon_device_throughput_bytes_per_second{device=\"%s\",direction=\"%s\"} %.1f\n",
 				    label, dirs[k], e->rate[k]);
@@ -492,7 +817,7 @@ void devices_render(const struct devices *d, struct mbuf *b)
 		if (!e->exported)
 			continue;
 		stats_add(&tot, &e->last);
-		devices_name(d, &e->key, label, sizeof(label));
+		name_of(d, e, label, sizeof(label));
 		for (int l = 0; l < ISPMON_LEG_MAX; l++) {
 			double med = dev_median(e, &tot, l);
 
@@ -514,7 +839,7 @@ void devices_render(const struct devices *d, struct mbuf *b)
 
 		if (!e->exported)
 			continue;
-		devices_name(d, &e->key, label, sizeof(label));
+		name_of(d, e, label, sizeof(label));
 		v4[0] = v6[0] = 0;
 		if (e->last.ipv4)
 			inet_ntop(AF_INET, &e->last.ipv4, v4, sizeof(v4));
@@ -553,7 +878,7 @@ unsigned devices_snapshot(const struct devices *d, struct device_snap *out, unsi
 				out[j] = out[j - 1];
 		if (j >= max)
 			continue;
-		devices_name(d, &e->key, out[j].name, sizeof(out[j].name));
+		name_of(d, e, out[j].name, sizeof(out[j].name));
 		memcpy(out[j].bytes, tot.bytes, sizeof(out[j].bytes));
 		memcpy(out[j].rate, e->rate, sizeof(out[j].rate));
 		if (n < max)

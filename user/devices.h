@@ -50,14 +50,26 @@ unsigned devices_snapshot(const struct devices *d, struct device_snap *out, unsi
 void devices_label(const struct ispmon_dev_key *k, char *buf, size_t len);
 
 /*
- * Names from a DHCP leases file, dnsmasq format ("expiry mac ip name id",
- * also OpenWrt's /tmp/dhcp.leases): a device whose MAC has a lease is
- * labelled by its host name (letters, digits, '.', '-', '_'; a name two
- * devices share is not used). Re-read when the file changes. 0 or -errno.
+ * Names from a DHCP leases file, the format told per line:
+ *  - dnsmasq's ("EXPIRY MAC IP NAME CLIENT-ID", also OpenWrt's
+ *    /tmp/dhcp.leases): by MAC;
+ *  - odhcpd's state file (OpenWrt's /tmp/hosts/odhcpd, lines "# IFACE DUID
+ *    IAID NAME EXPIRY ID LEN ADDR/LEN..."): by the MAC inside a DUID-LL or
+ *    DUID-LLT of Ethernet type (or of an "ipv4" lease), else by the IPv6
+ *    address (or delegated prefix) the device sends from. A device whose
+ *    MAC has no lease is matched by address as well: a DUID may carry the
+ *    MAC of another of the client's interfaces. A device using only other
+ *    addresses (SLAAC, privacy addresses) keeps its MAC label.
+ * Host names: letters, digits, '.', '-', '_', at most 32; a name claimed by
+ * two MACs, or one that would label two devices at once, is not used.
+ * Re-read when the file changes. 0 or -errno.
  */
 int devices_load_leases(struct devices *d, const char *path);
 /* The first leases file found at the usual places, or NULL. */
 const char *devices_find_leases(void);
+/* The same under root ("" for /, a scratch directory in tests): the path
+ * into buf; 0 or -ENOENT. */
+int devices_find_leases_in(const char *root, char *buf, size_t len);
 /* A name's label; the MAC when there is no usable name. */
 void devices_name(const struct devices *d, const struct ispmon_dev_key *k, char *buf, size_t len);
 

@@ -1,26 +1,32 @@
 /*
- * libFuzzer: the DHCP leases file (dnsmasq format) that names the LAN
- * devices. Its lines come from the devices themselves (a DHCP client picks
- * its own host name), so the parser and the labels it yields get hostile
- * input. Each input is a leases file; the devices table is fed one device
- * per lease MAC found in the input (and a few without) and rendered:
+ * libFuzzer: the DHCP leases file (dnsmasq's or odhcpd's format, told per
+ * line) that names the LAN devices. Its lines come from the devices
+ * themselves (a DHCP client picks its own host name and DUID), so the
+ * parser and the labels it yields get hostile input. Each input is a
+ * leases file; the devices table is fed one device per MAC found in the
+ * input, one per IPv6 address found (by MAC, sending from it, and keyed by
+ * it as on an L3 LAN), and a few more, and rendered:
  *   - no crash or sanitizer report in the parser or the renderer
  *   - every device label is a usable Prometheus label value (no quote,
  *     backslash or newline; not empty)
  *   - no two samples of a family share their labels (a duplicate series
  *     makes Prometheus drop samples), "other" included
+ * Seeds of both formats are written into the corpus directory given
+ * (LLVMFuzzerInitialize), so the fuzzer starts from whole leases.
  */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "devices.h"
 #include "metrics.h"
 
-#define MAX_DEVS 64
+#define MAX_DEVS 96
 
 static void fail(const char *what, const char *detail)
 {
@@ -74,8 +80,82 @@ static void check_page(char *page)
 	free(lines);
 }
 
+static const char *const seeds[] = {
+	/* dnsmasq, "other" as a host name, a DHCPv6 line and the duid line */
+	"1732560000 02:00:00:00:01:02 192.0.2.2 laptop 01:02:00:00:00:01:02\n"
+	"1732560000 02:00:00:00:01:03 192.0.2.3 other *\n"
+	"duid 00:01:00:01:2c:3a:1b:2c:02:00:00:00:00:fe\n"
+	"1732560000 1234 2001:db8:1::50 v6host 00:03:00:01:02:00:00:00:01:04\n",
+	/* odhcpd: DUID-LLT, DUID-LL, DUID-EN by address, a delegated prefix,
+	 * an IPv4 lease, a hosts line, a broken name, no name */
+	"# lan0 000100012c3a1b2c020000000105 1a2b3c4d llt-host 1999999999 105 128 2001:db8:1::105/128\n"
+	"# lan0 00030001020000000106 1 ll-host 0 106 128\n"
+	"2001:db8:1::107\ten-host.lan\ten-host\n"
+	"# lan0 00020000ab110102030405060708 3 en-host -1 107 128 2001:db8:1::107/128 2001:db8:1::1070/128\n"
+	"# lan0 0004a1b2c3d4e5f60718293a4b5c6d7e8f90 4 router2 1999999999 40 62 2001:db8:1:40::/62\n"
+	"# lan0 020000000108 ipv4 v4host 1999999999 c0000208 32 192.0.2.8/32\n"
+	"# lan0 00020000ab11b0 c broken\\x20evil 1999999999 109 128 2001:db8:1::109/128\n"
+	"# lan0 00020000ab11b1 d - 1999999999 10a 128 2001:db8:1::10a/128\n",
+	/* both in one file, names shared across formats and devices */
+	"1732560000 02:00:00:00:01:05 192.0.2.5 twin *\n"
+	"# lan0 00020000ab110102 5 twin 1999999999 10b 128 2001:db8:1::10b/128\n"
+	"# lan0 00020000ab110103 6 twin 1999999999 10c 64 2001:db8:1::/64\n"
+	"# lan0 00030001020000000105 7 llt-host 1999999999 10d 128 ::/0\n",
+};
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	for (int i = 1; i < *argc; i++) {
+		const char *dir = (*argv)[i];
+		struct stat st;
+
+		if (dir[0] == '-' || stat(dir, &st) || !S_ISDIR(st.st_mode))
+			continue;
+		for (size_t k = 0; k < sizeof(seeds) / sizeof(seeds[0]); k++) {
+			char path[4096];
+			FILE *f;
+
+			snprintf(path, sizeof(path), "%s/seed-builtin-%zu", dir, k);
+			f = fopen(path, "w");
+			if (f) {
+				fputs(seeds[k], f);
+				fclose(f);
+			}
+		}
+	}
+	return 0;
+}
+
+/* Every IPv6 address in the input (words split at blanks and '/'). */
+static unsigned find_ipv6(const uint8_t *data, size_t size, struct in6_addr *out, unsigned max)
+{
+	char word[INET6_ADDRSTRLEN];
+	size_t len = 0;
+	unsigned n = 0;
+
+	for (size_t i = 0; i <= size && n < max; i++) {
+		char c = i < size ? (char)data[i] : ' ';
+
+		if (c == ' ' || c == '\t' || c == '\n' || c == '/' || c == 0) {
+			word[len] = 0;
+			if (len && strchr(word, ':') && inet_pton(AF_INET6, word, &out[n]) == 1)
+				n++;
+			len = 0;
+		} else if (len < sizeof(word) - 1) {
+			word[len++] = c;
+		} else {
+			len = 0;
+		}
+	}
+	return n;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+	struct ispmon_dev_stats addr_st[MAX_DEVS];
+	struct in6_addr a6[16];
+	unsigned n6;
 	struct ispmon_dev_key keys[MAX_DEVS];
 	struct devices *d;
 	char path[64];
@@ -86,7 +166,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fd = memfd_create("leases", MFD_CLOEXEC);
 	if (fd < 0)
 		return 0;
-	if (write(fd, data, size) != (ssize_t)size || devices_new(4, &d)) {
+	if (write(fd, data, size) != (ssize_t)size || devices_new(8, &d)) {
 		close(fd);
 		return 0;
 	}
@@ -95,7 +175,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	/* Devices: every "xx:xx:xx:xx:xx:xx" in the input, then two more. */
 	memset(keys, 0, sizeof(keys));
-	for (size_t i = 0; i + 17 <= size && nk < MAX_DEVS - 2; i++) {
+	for (size_t i = 0; i + 17 <= size && nk < 62; i++) {
 		unsigned m[6];
 		char tmp[18];
 
@@ -113,13 +193,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	keys[nk++].addr[5] = 0xfe;
 	keys[nk].addr[0] = 0x02;
 	keys[nk++].addr[5] = 0xff;
-	/* Two rounds, traffic growing: labels for the 4 largest, the rest in
+	/* Devices sending from each IPv6 address: by a MAC of their own, and
+	 * keyed by the address (an L3 LAN). */
+	memset(addr_st, 0, sizeof(addr_st));
+	n6 = find_ipv6(data, size, a6, sizeof(a6) / sizeof(a6[0]));
+	for (unsigned i = 0; i < n6 && nk + 2 <= MAX_DEVS; i++) {
+		keys[nk].addr[0] = 0x06;
+		keys[nk].addr[5] = (uint8_t)i;
+		memcpy(addr_st[nk++].ipv6, &a6[i], 16);
+		keys[nk].family = 6;
+		memcpy(keys[nk++].addr, &a6[i], 16);
+	}
+	/* Two rounds, traffic growing: labels for the 8 largest, the rest in
 	 * "other". */
 	for (int round = 1; round <= 2; round++) {
 		for (unsigned i = 0; i < nk; i++) {
 			struct ispmon_dev_stats st;
 
-			memset(&st, 0, sizeof(st));
+			st = addr_st[i];
 			st.bytes[0] = (uint64_t)round * (1000 + 10 * i);
 			st.bytes[1] = (uint64_t)round * 500;
 			st.packets[0] = st.packets[1] = (uint64_t)round;

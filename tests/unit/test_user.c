@@ -11,6 +11,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <sys/stat.h>
 
 #include "tap.h"
 #include "config.h"
@@ -667,29 +669,196 @@ static void test_devices_topn(void)
 		mbuf_free(&b);
 	}
 	check(mono && other_prev > 0, "\"other\" only grows while the ranking changes (%lld)", other_prev);
-	{
-		char path[] = "/tmp/ispmon-leases-XXXXXX", name[64];
-		int fd = mkstemp(path);
-		FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+	devices_free(d);
+}
 
-		if (f) {
-			fputs("1700000000 02:00:00:00:00:01 192.0.2.11 laptop 01:02\n"
-			      "1700000000 02:00:00:00:00:02 192.0.2.12 bad\"name *\n"
-			      "garbage line\n"
-			      "1700000000 02:00:00:00:00:03 192.0.2.13 twin *\n"
-			      "1700000000 02:00:00:00:00:04 192.0.2.14 twin *\n", f);
-			fclose(f);
-		}
-		check(f && !devices_load_leases(d, path), "leases file read");
-		devices_name(d, &k[0], name, sizeof(name));
-		check(!strcmp(name, "laptop"), "a device with a lease is named by it (%s)", name);
-		devices_name(d, &k[1], name, sizeof(name));
-		check(!strcmp(name, "02:00:00:00:00:02"), "a name with odd characters is not used (%s)", name);
-		devices_name(d, &k[2], name, sizeof(name));
-		check(!strcmp(name, "02:00:00:00:00:03"), "a name two devices share is not used (%s)", name);
-		check(devices_load_leases(d, "/nonexistent/leases") == -ENOENT, "a missing leases file is an error");
-		unlink(path);
-	}
+/* Write text to path; 0 on success. */
+static int write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	int err = !f || fputs(text, f) < 0;
+
+	if (f && fclose(f))
+		err = 1;
+	return err;
+}
+
+/* A MAC-keyed device 02:00:00:00:00:<last> sending from IPv6 a6 (or none),
+ * with traffic so it gets a label. */
+static void lease_dev(struct devices *d, struct ispmon_dev_key *k, uint8_t last, const char *a6)
+{
+	struct ispmon_dev_stats s = {0};
+
+	memset(k, 0, sizeof(*k));
+	k->addr[0] = 2;
+	k->addr[5] = last;
+	s.bytes[ISPMON_DIR_DOWNLOAD] = 1000000 + last;
+	s.packets[ISPMON_DIR_DOWNLOAD] = 1000;
+	if (a6)
+		inet_pton(AF_INET6, a6, s.ipv6);
+	devices_ingest(d, k, &s);
+}
+
+/* A device's name; four calls may share a message. */
+static const char *name_for(struct devices *d, const struct ispmon_dev_key *k)
+{
+	static char names[4][64];
+	static unsigned next;
+	char *name = names[next++ % 4];
+
+	devices_name(d, k, name, 64);
+	return name;
+}
+
+/* Both leases formats, malformed lines, and the search of the usual paths. */
+static void test_leases(void)
+{
+	char root[] = "/tmp/ispmon-leases-XXXXXX", path[512], found[512];
+	struct ispmon_dev_key k[16], k6 = {0};
+	struct devices *d;
+	struct mbuf b;
+
+	check(mkdtemp(root) != NULL, "scratch root for leases files");
+	check(!devices_new(16, &d), "device table for the leases tests");
+	lease_dev(d, &k[0], 0x01, NULL);
+	lease_dev(d, &k[1], 0x03, NULL);
+	lease_dev(d, &k[2], 0x05, NULL);
+	lease_dev(d, &k[3], 0x06, NULL);
+	lease_dev(d, &k[4], 0x07, NULL);
+	lease_dev(d, &k[5], 0x11, "2001:db8:1::999");  /* DUID-LLT, another address */
+	lease_dev(d, &k[6], 0x12, NULL);               /* DUID-LL */
+	lease_dev(d, &k[7], 0x13, NULL);               /* DUID-LLT of another hw type */
+	lease_dev(d, &k[8], 0x14, "2001:db8:1::14");   /* DUID-EN: by address */
+	lease_dev(d, &k[9], 0x16, "2001:db8:1:42::1"); /* inside a delegated prefix */
+	lease_dev(d, &k[10], 0x15, NULL);              /* odhcpd's own DHCPv4 lease */
+	lease_dev(d, &k[11], 0x17, "2001:db8:1::17");  /* malformed lines only */
+	lease_dev(d, &k[12], 0x18, "2001:db8:1::18");  /* DUID-EN, its name taken */
+	k6.family = 6;
+	inet_pton(AF_INET6, "2001:db8:1::14", k6.addr);
+	devices_commit(d, 1);
+
+	/* dnsmasq, with its DHCPv6 lines (no MAC: skipped). */
+	snprintf(path, sizeof(path), "%s/dnsmasq.leases", root);
+	check(!write_file(path,
+			  "1700000000 02:00:00:00:00:01 192.0.2.11 laptop 01:02:00:00:00:00:01\n"
+			  "1700000000 02:00:00:00:00:02 192.0.2.12 bad\"name *\n"
+			  "garbage line\n"
+			  "1700000000 02:00:00:00:00:03 192.0.2.13 twin *\n"
+			  "1700000000 02:00:00:00:00:04 192.0.2.14 twin *\n"
+			  "1700000000 02:00:00:00:00:05 192.0.2.15 twin *\n"
+			  "1700000000 02:00:00:00:00:06 192.0.2.16 192.0.2.99 *\n"
+			  "1700000000 02:00:00:00:00:07 192.0.2.17 - *\n"
+			  "duid 00:01:00:01:2c:3a:1b:2c:02:00:00:00:00:fe\n"
+			  "1700000000 1234 2001:db8:1::14 v6host 00:03:00:01:02:00:00:00:00:14\n"
+			  "1700000000 2:0:0:0:0:14 192.0.2.18 short *\n"),
+	      "dnsmasq leases file written");
+	check(!devices_load_leases(d, path), "dnsmasq leases file read");
+	check(!strcmp(name_for(d, &k[0]), "laptop"), "dnsmasq: a device with a lease is named by it (%s)",
+	      name_for(d, &k[0]));
+	check(!strcmp(name_for(d, &k[1]), "02:00:00:00:00:03") && !strcmp(name_for(d, &k[2]), "02:00:00:00:00:05"),
+	      "dnsmasq: a name three MACs claim is not used, the third claimant's neither (%s, %s)",
+	      name_for(d, &k[1]), name_for(d, &k[2]));
+	check(!strcmp(name_for(d, &k[3]), "02:00:00:00:00:06") && !strcmp(name_for(d, &k[4]), "02:00:00:00:00:07"),
+	      "dnsmasq: a name that reads as an IPv4 address, or \"-\", is not used (%s, %s)",
+	      name_for(d, &k[3]), name_for(d, &k[4]));
+	check(!strcmp(name_for(d, &k[8]), "02:00:00:00:00:14"),
+	      "dnsmasq: DHCPv6 lines and MACs without two digits a byte are skipped (%s)", name_for(d, &k[8]));
+
+	/* odhcpd: every kind of lease, and malformed ones. */
+	snprintf(path, sizeof(path), "%s/odhcpd", root);
+	check(!write_file(path,
+			  /* DUID-LLT, Ethernet: by the MAC inside */
+			  "# lan0 000100012c3a1b2c020000000011 1a2b3c4d llt-host 1999999999 111 128 2001:db8:1::111/128\n"
+			  /* DUID-LL, Ethernet, no address (expired) */
+			  "# lan0 00030001020000000012 1 ll-host 0 112 128\n"
+			  /* DUID-LLT of hardware type 6: no MAC taken */
+			  "# lan0 000100062c3a1b2c020000000013 2 hw6-host 1999999999 113 128\n"
+			  /* DUID-EN: by address; hosts-style line before it */
+			  "2001:db8:1::14\ten-host.lan\ten-host\n"
+			  "# lan0 00020000ab110102030405060708 3 en-host -1 114 128 2001:db8:1::14/128 2001:db8:1::1400/128\n"
+			  /* DUID-UUID with a delegated prefix */
+			  "# lan0 0004a1b2c3d4e5f60718293a4b5c6d7e8f90 4 router2 1999999999 40 62 2001:db8:1:40::/62\n"
+			  /* odhcpd's own DHCPv4 lease */
+			  "# lan0 020000000015 ipv4 v4host 1999999999 c0000215 32 192.0.2.21/32\n"
+			  "192.0.2.21\tv4host\n"
+			  /* malformed, each naming 02:..:17 or 2001:db8:1::17 */
+			  "# lan0 000300010200000000170 5 odd-hex 1999999999 117 128 2001:db8:1::17/128\n"
+			  "# lan0 00020000ab11aa 6 bad-addr 1999999999 117 128 2001:db8:1::zz/128\n"
+			  "# lan0 00020000ab11ab 7 bad-len 1999999999 117 128 2001:db8:1::17/129\n"
+			  "# lan0 00020000ab11ac 8 neg-len 1999999999 117 128 2001:db8:1::17/-1\n"
+			  "# lan0 00020000ab11ad zz bad-iaid 1999999999 117 128 2001:db8:1::17/128\n"
+			  "# lan0 00020000ab11ae 9 bad-expiry soon 117 128 2001:db8:1::17/128\n"
+			  "# lan0 00030001020000000017 a short 1999999999\n"
+			  "# lan0 00020000ab11af b - 1999999999 117 128 2001:db8:1::17/128\n"
+			  "# lan0 00020000ab11b0 c broken\\x20evil 1999999999 117 128 2001:db8:1::17/128\n"
+			  "# lan0 00020000ab11b1 d no-addr 1999999999 117 128\n"
+			  "# lan0 020000000017 ipv4 v4-short 1999999999 c0000217 32 192.0.2.23/32 extra\n"
+			  "# lan0 0200000000 ipv4 v4-bad-mac 1999999999 c0000217 32 192.0.2.23/32\n"
+			  /* a name one MAC's lease and an address lease share */
+			  "# lan0 00020000ab11c0 e laptop 1999999999 118 128 2001:db8:1::18/128\n"),
+	      "odhcpd state file written");
+	check(!devices_load_leases(d, path), "odhcpd state file read (the format told per line)");
+	check(!strcmp(name_for(d, &k[5]), "llt-host"), "odhcpd: DUID-LLT of Ethernet type names by its MAC (%s)",
+	      name_for(d, &k[5]));
+	check(!strcmp(name_for(d, &k[6]), "ll-host"), "odhcpd: DUID-LL names by its MAC, without addresses (%s)",
+	      name_for(d, &k[6]));
+	check(!strcmp(name_for(d, &k[7]), "02:00:00:00:00:13"),
+	      "odhcpd: a DUID-LLT of another hardware type gives no MAC (%s)", name_for(d, &k[7]));
+	check(!strcmp(name_for(d, &k[8]), "en-host"), "odhcpd: DUID-EN names the device sending from its address (%s)",
+	      name_for(d, &k[8]));
+	check(!strcmp(name_for(d, &k6), "en-host"), "odhcpd: an L3 device keyed by that address too (%s)",
+	      name_for(d, &k6));
+	check(!strcmp(name_for(d, &k[9]), "router2"), "odhcpd: a delegated prefix names the device inside it (%s)",
+	      name_for(d, &k[9]));
+	check(!strcmp(name_for(d, &k[10]), "v4host"), "odhcpd: its DHCPv4 lease names by MAC (%s)",
+	      name_for(d, &k[10]));
+	check(!strcmp(name_for(d, &k[11]), "02:00:00:00:00:17"),
+	      "odhcpd: malformed leases (odd hex, bad address, prefix > 128 or < 0, bad IAID or expiry, "
+	      "short, \"-\", broken\\x20, no address, bad MAC) name nothing (%s)", name_for(d, &k[11]));
+	check(!strcmp(name_for(d, &k[0]), "02:00:00:00:00:01"),
+	      "a re-read file replaces the names of the one before (%s)", name_for(d, &k[0]));
+	check(!strcmp(name_for(d, &k[12]), "laptop"), "an address lease's name is used (%s)", name_for(d, &k[12]));
+	mbuf_init(&b);
+	devices_render(d, &b);
+	check(b.p && strstr(b.p, "ispmon_device_bytes_total{device=\"router2\",direction=\"download\"}") &&
+		      strstr(b.p, "ispmon_device_info{device=\"en-host\",mac=\"02:00:00:00:00:14\",ipv4=\"\",ipv6=\"2001:db8:1::14\"} 1"),
+	      "the page carries the odhcpd names");
+	mbuf_free(&b);
+
+	/* Two labelled devices inside one prefix: the name labels neither. */
+	lease_dev(d, &k[13], 0x19, "2001:db8:1:41::1");
+	devices_commit(d, 2);
+	check(!strcmp(name_for(d, &k[9]), "02:00:00:00:00:16") && !strcmp(name_for(d, &k[13]), "02:00:00:00:00:19"),
+	      "a name that would label two devices labels neither (%s, %s)", name_for(d, &k[9]),
+	      name_for(d, &k[13]));
+	check(devices_load_leases(d, "/nonexistent/leases") == -ENOENT, "a missing leases file is an error");
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/dnsmasq.leases", root);
+	unlink(path);
+
+	/* The usual places, under a scratch root: odhcpd's is the last. */
+	check(devices_find_leases_in(root, found, sizeof(found)) == -ENOENT, "no leases file under an empty root");
+	snprintf(path, sizeof(path), "%s/tmp", root);
+	mkdir(path, 0700);
+	snprintf(path, sizeof(path), "%s/tmp/hosts", root);
+	mkdir(path, 0700);
+	snprintf(path, sizeof(path), "%s/tmp/hosts/odhcpd", root);
+	check(!write_file(path, "# lan0 00030001020000000001 1 found-me 1999999999 1 128\n") &&
+		      !devices_find_leases_in(root, found, sizeof(found)) && !strcmp(found, path),
+	      "auto-discovery finds odhcpd's /tmp/hosts/odhcpd (%s)", found);
+	check(!devices_load_leases(d, found) && !strcmp(name_for(d, &k[0]), "found-me"),
+	      "and it names the device (%s)", name_for(d, &k[0]));
+	snprintf(path, sizeof(path), "%s/tmp/dhcp.leases", root);
+	check(!write_file(path, "") && !devices_find_leases_in(root, found, sizeof(found)) && !strcmp(found, path),
+	      "OpenWrt's /tmp/dhcp.leases comes first (%s)", found);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/tmp/hosts/odhcpd", root);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/tmp/hosts", root);
+	rmdir(path);
+	snprintf(path, sizeof(path), "%s/tmp", root);
+	rmdir(path);
+	rmdir(root);
 	devices_free(d);
 }
 
@@ -750,10 +919,19 @@ static void test_capacity(void)
 	bloat = capacity_bufferbloat(c, &idle, &loaded);
 	check(fabs(idle - 0.040) < 1e-9 && fabs(loaded - 0.090) < 1e-9 && fabs(bloat - 0.050) < 1e-9,
 	      "bufferbloat = loaded minus idle median (%.3f - %.3f)", loaded, idle);
-	check(!strcmp(capacity_grade(0.004), "A+") && !strcmp(capacity_grade(0.029), "A") &&
-		      !strcmp(capacity_grade(0.05), "B") && !strcmp(capacity_grade(0.1), "C") &&
-		      !strcmp(capacity_grade(0.3), "D") && !strcmp(capacity_grade(0.5), "F"),
-	      "grades: A+ < 5 ms, A < 30, B < 60, C < 200, D < 400, F");
+	{
+		/* Each threshold and just under it (seconds). */
+		static const struct { double s; const char *g; } grades[] = {
+			{0, "A+"},       {0.00499, "A+"}, {0.005, "A"},   {0.02999, "A"},
+			{0.030, "B"},    {0.05999, "B"},  {0.060, "C"},   {0.19999, "C"},
+			{0.200, "D"},    {0.39999, "D"},  {0.400, "F"},   {5, "F"},
+		};
+
+		for (size_t i = 0; i < sizeof(grades) / sizeof(grades[0]); i++)
+			check(!strcmp(capacity_grade(grades[i].s), grades[i].g), "grade of %g ms is %s (%s)",
+			      grades[i].s * 1e3, grades[i].g, capacity_grade(grades[i].s));
+		check(!strcmp(capacity_grade(NAN), ""), "no grade without a bufferbloat figure");
+	}
 	capacity_free(c);
 	{
 		double v;
@@ -1019,6 +1197,7 @@ int main(void)
 	test_rtt_buckets();
 	test_rtt_quantile();
 	test_devices_topn();
+	test_leases();
 	test_capacity();
 	test_capacity_peak();
 	test_ping_wire();
