@@ -73,6 +73,7 @@ run_fail "unknown flag" 2 "unknown option '--bogus'" nsx "$BIN" --bogus
 run_fail "missing value" 2 "needs a value" nsx "$BIN" --iface
 run_fail "bad listen address" 2 "invalid listen address" nsx "$BIN" --listen 1.2.3.4.5:80
 run_fail "bad port" 2 "invalid listen address" nsx "$BIN" --listen :99999
+run_fail "three --leases" 2 "at most 2 --leases" nsx "$BIN" --leases /a --leases /b --leases /c
 run_fail "bad interval" 2 "invalid interval" nsx "$BIN" --interval fast
 run_fail "stray argument" 2 "unexpected argument" nsx "$BIN" "$DEV"
 run_fail "unknown interface" 1 "interface not found" nsx "$BIN" --iface nosuch0 --listen 127.0.0.1:$PORT

@@ -10,10 +10,10 @@
 # device counters leave out). Names come from a dnsmasq leases file, and
 # with --max-devices 1 the smaller device is folded into device="other"
 # (exactly its traffic). Paced transfers from both at once give per-device
-# throughput gauges near each device's own interface rate. Last, an odhcpd
-# state file found at /tmp/hosts/odhcpd (a private /tmp) names the laptop
-# by the MAC in its DUID-LLT and the tv, whose DUID has none, by its IPv6
-# address.
+# throughput gauges near each device's own interface rate. Last, without
+# --leases, dnsmasq's /tmp/dhcp.leases and odhcpd's /tmp/hosts/odhcpd (a
+# private /tmp) are both found and read: the laptop named by its MAC, the
+# tv, whose DUID has none, by its IPv6 address.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . tests/lib/tap.sh
@@ -91,7 +91,7 @@ start() {
 	ip netns exec "$P-rt" "$BIN" --iface wan0 --lan-iface lan0 --interval 200ms --no-ping \
 		--no-speedtest --leases "$TMP/leases" "$@" >/dev/null 2>"$TMP/err" &
 	PID=$!
-	for _ in $(seq 1 50); do x rt curl -sf -o /dev/null http://127.0.0.1:8000/metrics && return 0; sleep 0.1; done
+	for _ in $(seq 1 300); do x rt curl -sf -o /dev/null http://127.0.0.1:8000/metrics && return 0; sleep 0.1; done
 	return 1
 }
 scrape() { sleep 0.6; x rt curl -sf http://127.0.0.1:8000/metrics >"$TMP/m.prom"; }
@@ -217,35 +217,39 @@ check "--max-devices 0: no per-device metrics and no LAN hook" \
 	bash -c "! grep -q '^ispmon_device_bytes_total' $TMP/m.prom && ! grep -q 'iface=\"lan0\"' $TMP/m.prom"
 if promtool check metrics <"$TMP/m.prom" >/dev/null 2>&1; then ok "promtool accepts the page"; else not_ok "promtool check metrics"; fi
 
-# Names from odhcpd's state file, found where OpenWrt keeps it: no
+# Names from both files OpenWrt keeps, found where it keeps them: no
 # --leases, and ispmon in a mount namespace whose /tmp (and dnsmasq's
-# directories, where they exist) holds only /tmp/hosts/odhcpd. The laptop's
-# DUID-LLT carries its MAC; the tv's DUID-EN none: its IPv6 address names it.
+# directories, where they exist) holds only /tmp/dhcp.leases (dnsmasq,
+# IPv4: the laptop by MAC) and /tmp/hosts/odhcpd (IPv6). In the latter the
+# laptop's DUID-LLT carries its MAC (the same name), the tv's DUID-EN none:
+# its IPv6 address names it.
 cat >"$TMP/odhcpd" <<'ODHCPD'
 # lan0 000100012c3a1b2c020000000d01 0a0b0c0d laptop6 1999999999 10b 128 2001:db8:d::10b/128
 2001:db8:d::12	tv6.lan	tv6
 # lan0 00020000ab110a0b0c0d0e0f 0d020304 tv6 1999999999 12 128 2001:db8:d::12/128
 ODHCPD
+echo "1999999999 02:00:00:00:0d:01 192.0.2.10 laptop6 01:02:00:00:00:0d:01" >"$TMP/dhcp.leases"
 x rt sysctl -qw net.ipv6.conf.lan0.disable_ipv6=0
 x d2 sysctl -qw net.ipv6.conf.eth0.disable_ipv6=0
 x rt ip -6 addr add 2001:db8:d::1/64 dev lan0 nodad
 x d2 ip -6 addr add 2001:db8:d::12/64 dev eth0 nodad
 kill -TERM "$PID"
 wait "$PID"
-unshare -m sh -c 'mount -t tmpfs tmpfs /tmp && mkdir /tmp/hosts && cat >/tmp/hosts/odhcpd || exit 1
+unshare -m sh -c 'l=$(cat "$3") && mount -t tmpfs tmpfs /tmp && mkdir /tmp/hosts && cat >/tmp/hosts/odhcpd &&
+	printf "%s\n" "$l" >/tmp/dhcp.leases || exit 1
 	for d in /var/lib/misc /var/lib/dnsmasq; do [ ! -d "$d" ] || mount -t tmpfs tmpfs "$d" || exit 1; done
 	exec ip netns exec "$1" "$2" --iface wan0 --lan-iface lan0 --interval 200ms --no-ping --no-speedtest' \
-	sh "$P-rt" "$BIN" <"$TMP/odhcpd" >/dev/null 2>"$TMP/err" &
+	sh "$P-rt" "$BIN" "$TMP/dhcp.leases" <"$TMP/odhcpd" >/dev/null 2>"$TMP/err" &
 PID=$!
-for _ in $(seq 1 50); do x rt curl -sf -o /dev/null http://127.0.0.1:8000/metrics && break; sleep 0.1; done
+for _ in $(seq 1 300); do x rt curl -sf -o /dev/null http://127.0.0.1:8000/metrics && break; sleep 0.1; done
 x d1 ping -c 2 -i 0.2 -W 1 -q 192.0.2.1 >/dev/null
 x d2 ping -6 -c 2 -i 0.2 -W 1 -q 2001:db8:d::1 >/dev/null
 scrape
-check "odhcpd's state file found at /tmp/hosts/odhcpd without --leases" \
-	grep -q 'msg="device names" leases=/tmp/hosts/odhcpd' "$TMP/err"
-check "odhcpd: the laptop named by the MAC in its DUID-LLT ($(grep -o 'ispmon_device_info{device="[^"]*",mac="02:00:00:00:0d:01"' "$TMP/m.prom"))" \
+check "without --leases both found: /tmp/dhcp.leases and /tmp/hosts/odhcpd" \
+	bash -c "grep -q 'msg=\"device names\" leases=/tmp/dhcp.leases' $TMP/err && grep -q 'msg=\"device names\" leases=/tmp/hosts/odhcpd' $TMP/err"
+check "dnsmasq's and odhcpd's: the laptop named by its MAC ($(grep -o 'ispmon_device_info{device="[^"]*",mac="02:00:00:00:0d:01"' "$TMP/m.prom"))" \
 	grep -q 'ispmon_device_info{device="laptop6",mac="02:00:00:00:0d:01"' "$TMP/m.prom"
-check "odhcpd: the tv named by its IPv6 address ($(grep -o 'ispmon_device_info{device="[^"]*",mac="02:00:00:00:0d:02"[^}]*' "$TMP/m.prom"))" \
+check "odhcpd's: the tv named by its IPv6 address ($(grep -o 'ispmon_device_info{device="[^"]*",mac="02:00:00:00:0d:02"[^}]*' "$TMP/m.prom"))" \
 	grep -Eq 'ispmon_device_info\{device="tv6",mac="02:00:00:00:0d:02",ipv4="[^"]*",ipv6="2001:db8:d::12"\}' "$TMP/m.prom"
 kill -TERM "$PID"
 wait "$PID"

@@ -30,8 +30,9 @@ static const char usage[] =
 	"  -i, --iface IF         WAN interface to watch (default: the default-route one)\n"
 	"      --lan-iface IF     LAN interface for per-device figures, repeatable (default: the\n"
 	"                         interfaces with private IPv4 or ULA IPv6 addresses)\n"
-	"      --leases FILE      DHCP leases (dnsmasq format) naming the devices (default:\n"
-	"                         /tmp/dhcp.leases or dnsmasq's, when present)\n"
+	"      --leases FILE      DHCP leases naming the devices, dnsmasq's or odhcpd's format;\n"
+	"                         up to 2 (default: dnsmasq's /tmp/dhcp.leases or elsewhere,\n"
+	"                         and odhcpd's /tmp/hosts/odhcpd, when present)\n"
 	"      --max-devices N    devices with their own labels, the rest are \"other\"\n"
 	"                         (default 32; 0 turns per-device metrics and LAN hooks off)\n"
 	"      --max-flows N      connections tracked at once for RTT, the oldest evicted past\n"
@@ -510,7 +511,11 @@ int config_parse(int argc, char **argv, struct config *cfg, char *err,
 			break;
 		}
 		case OPT_LEASES:
-			cfg->leases = optarg;
+			if (cfg->n_leases == CONFIG_MAX_LEASES) {
+				snprintf(err, errlen, "at most %d --leases", CONFIG_MAX_LEASES);
+				return -EINVAL;
+			}
+			cfg->leases[cfg->n_leases++] = optarg;
 			break;
 		case OPT_PLAN_DOWN:
 		case OPT_PLAN_UP: {

@@ -20,6 +20,7 @@ struct listen_addr {
 };
 
 #define CONFIG_MAX_LAN 4
+#define CONFIG_MAX_LEASES 2 /* dnsmasq's (IPv4) and odhcpd's (IPv6) */
 #define CONFIG_MAX_PING PING_MAX_TARGETS
 
 struct config {
@@ -27,7 +28,9 @@ struct config {
 	char lan_iface[CONFIG_MAX_LAN][IF_NAMESIZE];
 	unsigned n_lan;       /* 0: find them (interfaces with private addresses) */
 	unsigned max_devices; /* 0: no per-device metrics, no LAN hooks */
-	const char *leases;   /* DHCP leases file for device names, NULL: look */
+	/* DHCP leases files for device names; none given: look */
+	const char *leases[CONFIG_MAX_LEASES];
+	unsigned n_leases;
 	unsigned max_flows;   /* entries of the flow and pending tables */
 	struct listen_addr listen;
 	const char *web_config; /* --web-config FILE, NULL: plain HTTP, no auth */

@@ -69,10 +69,15 @@ struct devices {
 	struct lease_net nets[DEVICES_TABLE_MAX];
 	unsigned n_leases, n_nets;
 	uint16_t name_uses[DEVICES_TABLE_MAX]; /* labelled devices per name */
-	char leases_path[256];
-	struct timespec leases_mtim;
-	off_t leases_size;
-	ino_t leases_ino;
+	/* The leases files, read together (dnsmasq's for IPv4 and odhcpd's
+	 * for IPv6 on OpenWrt), with what each was when last read. */
+	struct leases_file {
+		char path[256];
+		struct timespec mtim;
+		off_t size;
+		ino_t ino;
+	} files[DEVICES_LEASE_FILES];
+	unsigned n_files;
 };
 
 int devices_new(unsigned max_devices, struct devices **out)
@@ -612,28 +617,11 @@ static void assign_names(struct devices *d)
 	}
 }
 
-int devices_load_leases(struct devices *d, const char *path)
+/* One leases file's lines into the lease tables. */
+static int read_leases(struct devices *d, FILE *f)
 {
 	char line[1024];
-	struct stat st;
-	FILE *f;
 
-	if (path && path != d->leases_path) {
-		snprintf(d->leases_path, sizeof(d->leases_path), "%s", path);
-		d->leases_ino = 0;
-	}
-	if (!d->leases_path[0])
-		return 0;
-	if (stat(d->leases_path, &st))
-		return -errno;
-	/* Both servers replace the file (rename): a new inode, size or time. */
-	if (st.st_ino == d->leases_ino && st.st_size == d->leases_size &&
-	    st.st_mtim.tv_sec == d->leases_mtim.tv_sec && st.st_mtim.tv_nsec == d->leases_mtim.tv_nsec)
-		return 0;
-	f = fopen(d->leases_path, "r");
-	if (!f)
-		return -errno;
-	d->n_leases = d->n_nets = 0;
 	while (fgets(line, sizeof(line), f)) {
 		char *tok[LEASE_TOKENS] = {0}, *save = NULL, *t;
 		size_t len = strlen(line);
@@ -657,34 +645,101 @@ int devices_load_leases(struct devices *d, const char *path)
 		else
 			parse_dnsmasq(d, tok, n);
 	}
-	fclose(f);
+	return ferror(f) ? -EIO : 0;
+}
+
+/* Every file again when one of them changed: both servers replace their
+ * file (rename), so a new inode, size or time tells. A file that is not
+ * there (yet: the server starts later) counts as empty; the first error
+ * is returned, the other files are read all the same. */
+static int reload_leases(struct devices *d)
+{
+	struct stat st[DEVICES_LEASE_FILES];
+	bool changed = false;
+	int err = 0;
+
+	for (unsigned i = 0; i < d->n_files; i++) {
+		const struct leases_file *lf = &d->files[i];
+
+		if (stat(lf->path, &st[i])) {
+			if (!err)
+				err = -errno;
+			memset(&st[i], 0, sizeof(st[i]));
+		}
+		changed |= st[i].st_ino != lf->ino || st[i].st_size != lf->size ||
+			   st[i].st_mtim.tv_sec != lf->mtim.tv_sec ||
+			   st[i].st_mtim.tv_nsec != lf->mtim.tv_nsec;
+	}
+	if (!changed)
+		return err;
+	d->n_leases = d->n_nets = 0;
+	for (unsigned i = 0; i < d->n_files; i++) {
+		struct leases_file *lf = &d->files[i];
+		FILE *f = st[i].st_ino ? fopen(lf->path, "r") : NULL;
+		int ferr = f ? read_leases(d, f) : st[i].st_ino ? -errno : 0;
+
+		if (f)
+			fclose(f);
+		if (ferr && !err)
+			err = ferr;
+		/* Read again next time if this time went wrong. */
+		lf->ino = ferr ? 0 : st[i].st_ino;
+		lf->size = st[i].st_size;
+		lf->mtim = st[i].st_mtim;
+	}
 	leases_index(d);
 	assign_names(d);
-	d->leases_ino = st.st_ino;
-	d->leases_size = st.st_size;
-	d->leases_mtim = st.st_mtim;
-	return 0;
+	return err;
 }
 
-int devices_find_leases_in(const char *root, char *buf, size_t len)
+int devices_load_leases(struct devices *d, const char *path)
 {
-	static const char *const paths[] = {"/tmp/dhcp.leases", "/var/lib/misc/dnsmasq.leases",
-					    "/var/lib/dnsmasq/dnsmasq.leases", "/tmp/hosts/odhcpd"};
-
-	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
-		int n = snprintf(buf, len, "%s%s", root, paths[i]);
-
-		if (n > 0 && (size_t)n < len && !access(buf, R_OK))
-			return 0;
+	if (path) {
+		d->n_files = 0;
+		return devices_add_leases(d, path);
 	}
-	return -ENOENT;
+	return reload_leases(d);
 }
 
-const char *devices_find_leases(void)
+int devices_add_leases(struct devices *d, const char *path)
 {
-	static char path[256];
+	struct leases_file *lf;
 
-	return devices_find_leases_in("", path, sizeof(path)) ? NULL : path;
+	if (d->n_files == DEVICES_LEASE_FILES)
+		return -E2BIG;
+	if (strlen(path) >= sizeof(lf->path))
+		return -ENAMETOOLONG;
+	lf = &d->files[d->n_files++];
+	snprintf(lf->path, sizeof(lf->path), "%s", path);
+	for (unsigned i = 0; i < d->n_files; i++)
+		d->files[i].ino = 0; /* all read again, together */
+	return reload_leases(d);
+}
+
+unsigned devices_find_leases_in(const char *root, char found[][256], unsigned max)
+{
+	/* dnsmasq's (OpenWrt's first, then Debian's and others'), then
+	 * odhcpd's: the first of the former and the latter. */
+	static const char *const dnsmasq[] = {"/tmp/dhcp.leases", "/var/lib/misc/dnsmasq.leases",
+					      "/var/lib/dnsmasq/dnsmasq.leases"};
+	static const char odhcpd[] = "/tmp/hosts/odhcpd";
+	unsigned n = 0;
+
+	for (size_t i = 0; i < sizeof(dnsmasq) / sizeof(dnsmasq[0]) && n < max; i++) {
+		int w = snprintf(found[n], 256, "%s%s", root, dnsmasq[i]);
+
+		if (w > 0 && w < 256 && !access(found[n], R_OK)) {
+			n++;
+			break;
+		}
+	}
+	if (n < max) {
+		int w = snprintf(found[n], 256, "%s%s", root, odhcpd);
+
+		if (w > 0 && w < 256 && !access(found[n], R_OK))
+			n++;
+	}
+	return n;
 }
 
 static void name_of(const struct devices *d, const struct dev_entry *e, char *buf, size_t len)

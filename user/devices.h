@@ -62,14 +62,18 @@ void devices_label(const struct ispmon_dev_key *k, char *buf, size_t len);
  *    addresses (SLAAC, privacy addresses) keeps its MAC label.
  * Host names: letters, digits, '.', '-', '_', at most 32; a name claimed by
  * two MACs, or one that would label two devices at once, is not used.
- * Re-read when the file changes. 0 or -errno.
+ * Up to DEVICES_LEASE_FILES files are read together (OpenWrt: dnsmasq's
+ * for IPv4, odhcpd's for IPv6). devices_load_leases(path) makes path the
+ * only file, devices_add_leases() adds one; devices_load_leases(NULL)
+ * reads them all again when one of them changed. 0 or -errno.
  */
+#define DEVICES_LEASE_FILES 2
 int devices_load_leases(struct devices *d, const char *path);
-/* The first leases file found at the usual places, or NULL. */
-const char *devices_find_leases(void);
-/* The same under root ("" for /, a scratch directory in tests): the path
- * into buf; 0 or -ENOENT. */
-int devices_find_leases_in(const char *root, char *buf, size_t len);
+int devices_add_leases(struct devices *d, const char *path);
+/* The leases files at the usual places under root ("" for /, a scratch
+ * directory in tests): the first of dnsmasq's, then odhcpd's, as found;
+ * their paths into found; how many (at most max). */
+unsigned devices_find_leases_in(const char *root, char found[][256], unsigned max);
 /* A name's label; the MAC when there is no usable name. */
 void devices_name(const struct devices *d, const struct ispmon_dev_key *k, char *buf, size_t len);
 

@@ -583,6 +583,29 @@ static void check_links(struct ispmon *m)
 	}
 }
 
+/* Device names from the leases files given, or found at the usual places.
+ * A file that cannot be read leaves MAC labels, not an error. */
+static void load_leases(struct ispmon *m)
+{
+	char found[CONFIG_MAX_LEASES][256];
+	const char *paths[CONFIG_MAX_LEASES];
+	unsigned n = m->cfg.n_leases;
+
+	if (!n)
+		n = devices_find_leases_in("", found, CONFIG_MAX_LEASES);
+	for (unsigned i = 0; i < n; i++)
+		paths[i] = m->cfg.n_leases ? m->cfg.leases[i] : found[i];
+	for (unsigned i = 0; i < n; i++) {
+		int err = devices_add_leases(m->devices, paths[i]);
+
+		if (err)
+			log_warn("cannot read the leases file: its devices keep their MAC labels",
+				 "path=%s err=\"%s\"", paths[i], strerror(-err));
+		else
+			log_info("device names", "leases=%s", paths[i]);
+	}
+}
+
 /* Keep what re-attaching, reading the maps and detaching still need. */
 static int drop_privileges(struct ispmon *m)
 {
@@ -741,16 +764,8 @@ int main(int argc, char **argv)
 		err = linestats_init(&m.lines, bpf_map__fd(m.hooks[0].skel->maps.dir_stats));
 	if (!err && m.n_hooks > 1) {
 		err = devices_new(m.cfg.max_devices, &m.devices);
-		if (!err) {
-			const char *leases = m.cfg.leases ? m.cfg.leases : devices_find_leases();
-			int lerr = leases ? devices_load_leases(m.devices, leases) : 0;
-
-			if (lerr)
-				log_warn("cannot read the leases file: devices keep their MAC labels",
-					 "path=%s err=\"%s\"", leases, strerror(-lerr));
-			else if (leases)
-				log_info("device names", "leases=%s", leases);
-		}
+		if (!err)
+			load_leases(&m);
 	}
 	if (!err)
 		err = rtt_setup(&m);

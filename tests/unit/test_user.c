@@ -713,7 +713,8 @@ static const char *name_for(struct devices *d, const struct ispmon_dev_key *k)
 /* Both leases formats, malformed lines, and the search of the usual paths. */
 static void test_leases(void)
 {
-	char root[] = "/tmp/ispmon-leases-XXXXXX", path[512], found[512];
+	char root[] = "/tmp/ispmon-leases-XXXXXX", path[512], found[2][256];
+	int err;
 	struct ispmon_dev_key k[16], k6 = {0};
 	struct devices *d;
 	struct mbuf b;
@@ -836,22 +837,45 @@ static void test_leases(void)
 	snprintf(path, sizeof(path), "%s/dnsmasq.leases", root);
 	unlink(path);
 
-	/* The usual places, under a scratch root: odhcpd's is the last. */
-	check(devices_find_leases_in(root, found, sizeof(found)) == -ENOENT, "no leases file under an empty root");
+	/* The usual places, under a scratch root: the first of dnsmasq's,
+	 * then odhcpd's; both read together (OpenWrt has both). */
+	check(devices_find_leases_in(root, found, 2) == 0, "no leases file under an empty root");
 	snprintf(path, sizeof(path), "%s/tmp", root);
 	mkdir(path, 0700);
 	snprintf(path, sizeof(path), "%s/tmp/hosts", root);
 	mkdir(path, 0700);
 	snprintf(path, sizeof(path), "%s/tmp/hosts/odhcpd", root);
 	check(!write_file(path, "# lan0 00030001020000000001 1 found-me 1999999999 1 128\n") &&
-		      !devices_find_leases_in(root, found, sizeof(found)) && !strcmp(found, path),
-	      "auto-discovery finds odhcpd's /tmp/hosts/odhcpd (%s)", found);
-	check(!devices_load_leases(d, found) && !strcmp(name_for(d, &k[0]), "found-me"),
+		      devices_find_leases_in(root, found, 2) == 1 && !strcmp(found[0], path),
+	      "auto-discovery finds odhcpd's /tmp/hosts/odhcpd (%s)", found[0]);
+	check(!devices_load_leases(d, found[0]) && !strcmp(name_for(d, &k[0]), "found-me"),
 	      "and it names the device (%s)", name_for(d, &k[0]));
 	snprintf(path, sizeof(path), "%s/tmp/dhcp.leases", root);
-	check(!write_file(path, "") && !devices_find_leases_in(root, found, sizeof(found)) && !strcmp(found, path),
-	      "OpenWrt's /tmp/dhcp.leases comes first (%s)", found);
+	check(!write_file(path, "1700000000 02:00:00:00:00:03 192.0.2.13 from-dnsmasq *\n") &&
+		      devices_find_leases_in(root, found, 2) == 2 && !strcmp(found[0], path) &&
+		      strstr(found[1], "/tmp/hosts/odhcpd"),
+	      "OpenWrt's /tmp/dhcp.leases comes first, odhcpd's second (%s, %s)", found[0], found[1]);
+	check(devices_find_leases_in(root, found, 1) == 1 && !strcmp(found[0], path),
+	      "asked for one: dnsmasq's (%s)", found[0]);
+	devices_find_leases_in(root, found, 2);
+	/* Each step first, then its check: arguments are evaluated in no
+	 * set order. */
+	err = devices_load_leases(d, found[0]);
+	err = err ? err : devices_add_leases(d, found[1]);
+	check(!err && !strcmp(name_for(d, &k[0]), "found-me") && !strcmp(name_for(d, &k[1]), "from-dnsmasq"),
+	      "both files name their devices (%s from odhcpd's, %s from dnsmasq's)", name_for(d, &k[0]),
+	      name_for(d, &k[1]));
+	check(devices_add_leases(d, found[1]) == -E2BIG, "a third file is refused");
+	err = write_file(path, "1700000000 02:00:00:00:00:03 192.0.2.13 renamed *\n");
+	err = err ? err : devices_load_leases(d, NULL);
+	check(!err && !strcmp(name_for(d, &k[1]), "renamed") && !strcmp(name_for(d, &k[0]), "found-me"),
+	      "one file changed: both read again (%s, %s)", name_for(d, &k[1]), name_for(d, &k[0]));
 	unlink(path);
+	err = devices_load_leases(d, NULL);
+	check(err == -ENOENT && !strcmp(name_for(d, &k[0]), "found-me") &&
+		      !strcmp(name_for(d, &k[1]), "02:00:00:00:00:03"),
+	      "one file gone: an error, and the other still names its device (%s, %s)", name_for(d, &k[0]),
+	      name_for(d, &k[1]));
 	snprintf(path, sizeof(path), "%s/tmp/hosts/odhcpd", root);
 	unlink(path);
 	snprintf(path, sizeof(path), "%s/tmp/hosts", root);
