@@ -4,7 +4,7 @@
 # qemu-system-x86_64 (software emulation where there is no KVM) with a
 # small initramfs: busybox, ./ispmon and its libraries, iproute2, curl, the
 # test httpd and the kernel's veth/netem/clsact/cls_bpf modules. Inside, two
-# namespaces joined by a veth with netem 20 ms each way; ispmon in one runs
+# namespaces joined by a veth with netem 50 ms each way; ispmon in one runs
 # with --tcp-hooks=kprobe, then =auto (which rung auto picks there is
 # checked: fentry), then =tracepoint, then auto with the kernel's BTF hidden
 # (raw_tp, CO-RE from a copy through --btf): all four rungs. Each time the
@@ -12,15 +12,18 @@
 # The VM prints the log, the truths (pings, curl's byte counts and times,
 # RetransSegs) and /metrics on its serial console; this script checks: the
 # rung in use and its three programs in ispmon_bpf_attach_info; srtt and
-# rcv_rtt medians within 5% of netem's 40 ms once the VM's own round trip
-# is taken off (ping's median over the same path with the netem delay set
-# to 0, measured in the same run: emulation adds ~1-2 ms to a round trip);
-# bytes acked/received = curl's; connections opened and closed and their
-# lifetimes against curl's times; retransmits = RetransSegs (> 0); and the
-# TC programs attached and counting on wan0 (the same BPF objects, relocated
-# for 6.1 by CO-RE). No cwnd check here: its truth (ss polled every 20 ms,
-# as e2e-tcp does) would take a good share of the one emulated CPU the
-# transfers and the RTT truths run on.
+# rcv_rtt medians within 5% of netem's 100 ms once the VM's own round trip
+# is taken off (emulated, it adds ~1 ms, more on a busy host: measured
+# meanwhile, by the median of pings over a second link with no delay while
+# the transfers run; what is left of it, the kprobes' traps, netem's late
+# timers, ~1-2 ms, is why the delay is 100 ms and not 40: 1-2% of the truth
+# rather than 5%); bytes acked/received = curl's; connections opened and
+# closed and their lifetimes against curl's times; retransmits =
+# RetransSegs (> 0); and the TC programs attached and counting on wan0 (the
+# same BPF objects, relocated for 6.1 by CO-RE). No cwnd check here: its
+# truth, ss polled every 20 ms as in e2e-tcp, cannot be had in the VM (one
+# ss takes ~80 ms of its one emulated CPU, which the transfers and the RTT
+# truths run on).
 #
 # The kernel package is fetched once with apt-get download into
 # $ISPMON_TEST_CACHE (default /var/cache/ispmon-test) and reused; apt-get
@@ -154,15 +157,21 @@ $IP -n r link set lo up; $IP -n s link set lo up
 $IP -n r addr add 198.51.100.2/24 dev wan0; $IP -n r addr add 2001:db8:2::2/64 dev wan0 nodad
 $IP -n s addr add 198.51.100.1/24 dev eth0; $IP -n s addr add 2001:db8:2::1/64 dev eth0 nodad
 $IP -n r link set wan0 up; $IP -n s link set eth0 up
-$TC -n r qdisc add dev wan0 root netem delay 20ms || exit 1
-$TC -n s qdisc add dev eth0 root netem delay 20ms || exit 1
+# A second link between the two, netem with no delay: pings over it while
+# the transfers run measure the VM's own time for a round trip meanwhile.
+$IP link add wan1 netns r type veth peer name eth1 netns s || exit 1
+$IP -n r addr add 203.0.113.2/24 dev wan1; $IP -n s addr add 203.0.113.1/24 dev eth1
+$IP -n r link set wan1 up; $IP -n s link set eth1 up
+$TC -n r qdisc add dev wan1 root netem delay 0ms; $TC -n s qdisc add dev eth1 root netem delay 0ms
+$TC -n r qdisc add dev wan0 root netem delay 50ms || exit 1
+$TC -n s qdisc add dev eth0 root netem delay 50ms || exit 1
 $IP netns exec s httpd --listen '[::]:8080' --quiet </dev/null >/tmp/httpd.log 2>&1 &
 sleep 1
 head -c 1000000 /dev/urandom >/tmp/body
-# pmed COUNT INTERVAL ADDR: median of the pings' RTTs (ms).
-pmed() {
-	r ping -c $1 -i $2 "$3" | sed -n 's/.*time=\([0-9.]*\) ms/\1/p' | sort -n |
-		awk '{ v[n++] = $1 } END { if (n) printf "%.3f", n % 2 ? v[int(n / 2)] : (v[n / 2 - 1] + v[n / 2]) / 2 }'
+# med: "MEDIAN COUNT" of the RTTs in ping's output on stdin (ms).
+med() {
+	sed -n 's/.*time=\([0-9.]*\) ms/\1/p' | sort -n |
+		awk '{ v[n++] = $1 } END { if (n) printf "%.3f %d", n % 2 ? v[int(n / 2)] : (v[n / 2 - 1] + v[n / 2]) / 2, n }'
 }
 netem() { $TC -n r qdisc change dev wan0 root netem delay $1 $2; $TC -n s qdisc change dev eth0 root netem delay $1; }
 retrans() { r awk '$1 == "Tcp:" { if (!h) { for (i = 2; i <= NF; i++) c[$i] = i; h = 1 } else { print $c["RetransSegs"]; exit } }' /proc/net/snmp; }
@@ -193,18 +202,18 @@ for mode in kprobe auto tracepoint nobtf; do
 	done
 	grep 'msg="tcp hooks"\|level=error\|level=warn' /tmp/ispmon.log | sed "s/^/R $mode log /"
 	grep -q 'msg="tcp hooks"' /tmp/ispmon.log || tail -n 60 /tmp/ispmon.log | cut -c1-600 | sed "s/^/D $mode /"
-	# The path with no added delay: what ping measures there is the VM's own
-	# time for a round trip (its processing and ping's, under emulation).
-	netem 0ms
-	echo "R $mode ping_base $(pmed 20 0.05 198.51.100.1)"
-	netem 20ms
-	echo "R $mode ping $(pmed 10 0.1 198.51.100.1)"
+	echo "R $mode ping $(r ping -c 10 -i 0.1 198.51.100.1 | med)"
+	# Not through r(): $! must be ping (SIGINT: it prints what it has).
+	$IP netns exec r ping -i 0.05 203.0.113.1 >/tmp/ping-base 2>&1 &
+	pp=$!
 	xfer $mode up http://198.51.100.1:8080/upload
 	xfer $mode down http://198.51.100.1:8080/bytes/1000000
 	xfer $mode up 'http://[2001:db8:2::1]:8080/upload'
+	kill -INT $pp; wait $pp
+	echo "R $mode ping_base $(med </tmp/ping-base)"
 	sleep 1
 	r curl -sf http://127.0.0.1:8000/metrics | grep -E '^ispmon_(tcp_|bpf_attach|passive_bytes)' | grep -v _bucket | sed "s/^/M $mode rtt /"
-	netem 20ms "loss 2%"
+	netem 50ms "loss 2%"
 	# netem drops whole GSO packets: a 1 MB upload is few of them, and 2%
 	# may hit none. Up to three uploads, until the kernel has retransmitted.
 	k0=$(retrans)
@@ -215,7 +224,7 @@ for mode in kprobe auto tracepoint nobtf; do
 	done
 	echo "R $mode retrans_segs $(( $(retrans) - k0 ))"
 	r curl -sf http://127.0.0.1:8000/metrics | grep -E '^ispmon_tcp_retransmits_total' | sed "s/^/M $mode loss /"
-	netem 20ms
+	netem 50ms
 	kill $pid; wait $pid
 	echo "R $mode exit $?"
 	echo "R $mode took $(awk -v a="$t0" -v b="$(cut -d ' ' -f 1 /proc/uptime)" 'BEGIN { printf "%.0f", b - a }') s"
@@ -265,17 +274,18 @@ for mode in kprobe auto tracepoint nobtf; do
 	done
 	check "$mode: ispmon_bpf_attach_info has ${progs[$mode]} (program:mode), no other TCP hook" bash -c \
 		"[ $found = 3 ] && [ $(grep -c "^M $mode rtt ispmon_bpf_attach_info{.*side=\"router\"}" "$TMP/c.log") = 3 ]"
-	base=$(res $mode ping_base) ping=$(res $mode ping)
-	[ -n "$base" ] && [ -n "$ping" ] || { not_ok "$mode: no ping medians from the VM"; continue; }
-	# Emulated, the VM takes ~1-2 ms of its own for a round trip (more
-	# when the host is busy): measured as ping's median over the same path
-	# with netem's delay at 0, and taken off the kernel's estimates.
+	read -r base nb < <(res $mode ping_base)
+	read -r ping _ < <(res $mode ping)
+	[ "${nb:-0}" -ge 20 ] && [ -n "$ping" ] || { not_ok "$mode: too few pings from the VM (${nb:-0})"; continue; }
+	# Emulated, the VM takes ~1 ms of its own for a round trip, more when
+	# the host is busy: measured meanwhile, by pings over a second link
+	# with no delay during the transfers, and taken off the estimates.
 	for est in srtt rcv_rtt; do
 		got=$(met $mode rtt "ispmon_tcp_rtt_percentile_seconds{estimator=\"$est\",scope=\"network\",percentile=\"50\"}")
 		got_ms=$(awk -v g="${got:-0}" 'BEGIN { printf "%.3f", g * 1000 }')
 		net_ms=$(awk -v g="$got_ms" -v b="$base" 'BEGIN { printf "%.3f", g - b }')
-		check "$mode: $est median $got_ms ms - VM round trip $base ms = $net_ms ms within 5% of netem's 40 ms (ping $ping ms)" \
-			rel_near "$net_ms" 40 0.05
+		check "$mode: $est median $got_ms ms - the VM's round trip $base ms = $net_ms ms within 5% of netem's 100 ms (ping $ping ms)" \
+			rel_near "$net_ms" 100 0.05
 	done
 	read -r sent recv n t < <(res $mode xfer | awk '$1 != "loss" { s += $2 + $3; r += $4 + $5; t += $6; n++ } END { print s + 0, r + 0, n + 0, t + 0 }')
 	acked=$(met $mode rtt 'ispmon_tcp_bytes_acked_total{scope="network"}')
@@ -287,8 +297,8 @@ for mode in kprobe auto tracepoint nobtf; do
 		"[ '$(met $mode rtt 'ispmon_tcp_connections_total{event="active_open",scope="network"}')' = $n ] &&
 		 [ '$(met $mode rtt 'ispmon_tcp_connections_total{event="closed",scope="network"}')' = $n ]"
 	d=$(met $mode rtt 'ispmon_tcp_connection_duration_seconds_sum{scope="network"}')
-	check "$mode: connection lifetimes sum ${d:-none} s vs curl's $t s (+ up to 0.1 s each for the close)" \
-		awk -v d="${d:-0}" -v c="$t" -v n="$n" 'BEGIN { exit !(d >= c - 0.05 * n && d <= c + 0.1 * n) }'
+	check "$mode: connection lifetimes sum ${d:-none} s vs curl's $t s (+ up to one RTT and 50 ms each for the close)" \
+		awk -v d="${d:-0}" -v c="$t" -v n="$n" 'BEGIN { exit !(d >= c - 0.05 * n && d <= c + 0.15 * n) }'
 	# Readiness scrapes may have been accepted before the hooks were
 	# attached: those are first seen as "existing".
 	lo_acc=$(( $(met $mode rtt 'ispmon_tcp_connections_total{event="passive_open",scope="loopback"}') +
