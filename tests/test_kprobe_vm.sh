@@ -4,27 +4,39 @@
 # qemu-system-x86_64 (software emulation where there is no KVM) with a
 # small initramfs: busybox, ./ispmon and its libraries, iproute2, curl, the
 # test httpd and the kernel's veth/netem/clsact/cls_bpf modules. Inside, two
-# namespaces joined by a veth with netem 20 ms each way; ispmon in one runs
+# namespaces joined by a veth with netem 50 ms each way; ispmon in one runs
 # with --tcp-hooks=kprobe, then =auto (which rung auto picks there is
-# checked: fentry), then =tracepoint; each time the router side uploads and
-# downloads 1 MB, then uploads 1 MB with 2% loss. The VM prints the log,
-# the truths (ping median, curl's byte counts, RetransSegs) and /metrics on
-# its serial console; this script checks: the rung in use, srtt and rcv_rtt
-# medians within 5% of the truth (between the netem delay and the ping
-# median, which under emulation carries ping's own ~2 ms), bytes
-# acked/received = curl's,
-# retransmits = RetransSegs (> 0), and the TC programs attached and counting
-# on wan0 (the same BPF objects, relocated for 6.1 by CO-RE).
+# checked: fentry), then =tracepoint, then auto with the kernel's BTF hidden
+# (raw_tp, CO-RE from a copy through --btf): all four rungs. Each time the
+# router side uploads and downloads 1 MB, then uploads 1 MB with 2% loss.
+# The VM prints the log, the truths (pings, curl's byte counts and times,
+# RetransSegs) and /metrics on its serial console; this script checks: the
+# rung in use and its three programs in ispmon_bpf_attach_info; srtt and
+# rcv_rtt medians within 5% of netem's 100 ms once the VM's own round trip
+# is taken off (emulated, it adds ~1 ms, more on a busy host: measured
+# meanwhile, by the median of pings over a second link with no delay while
+# the transfers run; what is left of it, the kprobes' traps, netem's late
+# timers, ~1-2 ms, is why the delay is 100 ms and not 40: 1-2% of the truth
+# rather than 5%); bytes acked/received = curl's; connections opened and
+# closed and their lifetimes against curl's times; retransmits =
+# RetransSegs (> 0); and the TC programs attached and counting on wan0 (the
+# same BPF objects, relocated for 6.1 by CO-RE). No cwnd check here: its
+# truth, ss polled every 20 ms as in e2e-tcp, cannot be had in the VM (one
+# ss takes ~80 ms of its one emulated CPU, which the transfers and the RTT
+# truths run on).
 #
 # The kernel package is fetched once with apt-get download into
-# $ISPMON_TEST_CACHE (default /var/cache/ispmon-test) and reused. Without
-# qemu, busybox-static, cpio or the package the suite is skipped (exit 77)
-# with the reason, never passed. The VM is bounded by VM_TIMEOUT (300 s);
-# VM_ACCEL=kvm uses KVM where it works.
+# $ISPMON_TEST_CACHE (default /var/cache/ispmon-test) and reused; apt-get
+# update and the download are bounded (180 s, 300 s). Without qemu,
+# busybox-static, cpio or the package the suite is skipped (exit 77) with
+# the reason, never passed. The VM is bounded by VM_TIMEOUT (300 s; it
+# takes ~60-90 s here, more on a loaded machine; the last line says how
+# long); VM_ACCEL=kvm uses KVM where it works.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . tests/lib/tap.sh
 
+T0=$SECONDS
 CACHE=${ISPMON_TEST_CACHE:-/var/cache/ispmon-test}
 VM_TIMEOUT=${VM_TIMEOUT:-300}
 BIN=$PWD/ispmon
@@ -48,7 +60,7 @@ find_pkg() {
 mkdir -p "$CACHE" || skip "cannot create the cache $CACHE"
 PKG=$(find_pkg)
 if [ -z "$PKG" ] && [ "$(id -u)" = 0 ]; then
-	apt-get update -qq >/dev/null 2>&1 # package lists may be missing on a fresh machine
+	timeout 180 apt-get update -qq >/dev/null 2>&1 # package lists may be missing on a fresh machine
 	PKG=$(find_pkg)
 fi
 DEB=
@@ -145,25 +157,43 @@ $IP -n r link set lo up; $IP -n s link set lo up
 $IP -n r addr add 198.51.100.2/24 dev wan0; $IP -n r addr add 2001:db8:2::2/64 dev wan0 nodad
 $IP -n s addr add 198.51.100.1/24 dev eth0; $IP -n s addr add 2001:db8:2::1/64 dev eth0 nodad
 $IP -n r link set wan0 up; $IP -n s link set eth0 up
-$TC -n r qdisc add dev wan0 root netem delay 20ms || exit 1
-$TC -n s qdisc add dev eth0 root netem delay 20ms || exit 1
+# A second link between the two, netem with no delay: pings over it while
+# the transfers run measure the VM's own time for a round trip meanwhile.
+$IP link add wan1 netns r type veth peer name eth1 netns s || exit 1
+$IP -n r addr add 203.0.113.2/24 dev wan1; $IP -n s addr add 203.0.113.1/24 dev eth1
+$IP -n r link set wan1 up; $IP -n s link set eth1 up
+$TC -n r qdisc add dev wan1 root netem delay 0ms; $TC -n s qdisc add dev eth1 root netem delay 0ms
+$TC -n r qdisc add dev wan0 root netem delay 50ms || exit 1
+$TC -n s qdisc add dev eth0 root netem delay 50ms || exit 1
 $IP netns exec s httpd --listen '[::]:8080' --quiet </dev/null >/tmp/httpd.log 2>&1 &
 sleep 1
 head -c 1000000 /dev/urandom >/tmp/body
+# med: "MEDIAN COUNT" of the RTTs in ping's output on stdin (ms).
+med() {
+	sed -n 's/.*time=\([0-9.]*\) ms/\1/p' | sort -n |
+		awk '{ v[n++] = $1 } END { if (n) printf "%.3f %d", n % 2 ? v[int(n / 2)] : (v[n / 2 - 1] + v[n / 2]) / 2, n }'
+}
+netem() { $TC -n r qdisc change dev wan0 root netem delay $1 $2; $TC -n s qdisc change dev eth0 root netem delay $1; }
 retrans() { r awk '$1 == "Tcp:" { if (!h) { for (i = 2; i <= NF; i++) c[$i] = i; h = 1 } else { print $c["RetransSegs"]; exit } }' /proc/net/snmp; }
 xfer() { # xfer MODE up|down|loss URL: print what curl sent and received (loss: an upload)
 	if [ "$2" != down ]; then
 		out=$(r curl -sS --max-time 60 --limit-rate 1M -o /dev/null --data-binary @/tmp/body \
-			-w '%{size_request} %{size_upload} %{size_header} %{size_download}' "$3")
+			-w '%{size_request} %{size_upload} %{size_header} %{size_download} %{time_total}' "$3")
 	else
 		out=$(r curl -sS --max-time 60 --limit-rate 1M -o /dev/null \
-			-w '%{size_request} %{size_upload} %{size_header} %{size_download}' "$3")
+			-w '%{size_request} %{size_upload} %{size_header} %{size_download} %{time_total}' "$3")
 	fi && echo "R $1 xfer $2 $out"
 }
-for mode in kprobe auto tracepoint; do
-	# Not through r(): $! must be ispmon itself (ip netns exec execs it).
-	$IP netns exec r ispmon --iface wan0 --interval 200ms --no-ping --no-speedtest --max-devices 0 \
-		--listen 127.0.0.1:8000 --tcp-hooks $mode --log-level debug >/tmp/ispmon.log 2>&1 &
+for mode in kprobe auto tracepoint nobtf; do
+	t0=$(cut -d ' ' -f 1 /proc/uptime)
+	# Not through r(): $! must be ispmon itself (ip netns exec and sh exec it).
+	# nobtf: kernel BTF hidden (in ip netns exec's own mount namespace), so
+	# auto gets to raw_tp, CO-RE from a copy of it (--btf).
+	hide=: arg=$mode
+	[ $mode = nobtf ] && hide='mount -o bind /dev/null /sys/kernel/btf/vmlinux' arg="auto --btf /tmp/vmlinux.btf" &&
+		cp /sys/kernel/btf/vmlinux /tmp/vmlinux.btf
+	$IP netns exec r sh -c "$hide && exec ispmon --iface wan0 --interval 200ms --no-ping --no-speedtest \
+		--max-devices 0 --listen 127.0.0.1:8000 --tcp-hooks $arg --log-level debug" >/tmp/ispmon.log 2>&1 &
 	pid=$!
 	for i in $(seq 1 300); do
 		r curl -sf -o /dev/null --max-time 2 http://127.0.0.1:8000/metrics && break
@@ -172,13 +202,18 @@ for mode in kprobe auto tracepoint; do
 	done
 	grep 'msg="tcp hooks"\|level=error\|level=warn' /tmp/ispmon.log | sed "s/^/R $mode log /"
 	grep -q 'msg="tcp hooks"' /tmp/ispmon.log || tail -n 60 /tmp/ispmon.log | cut -c1-600 | sed "s/^/D $mode /"
-	echo "R $mode ping $(r ping -c 10 -i 0.2 198.51.100.1 | sed -n 's/.*time=\([0-9.]*\) ms/\1/p' | sort -n | sed -n 5,6p | tr '\n' ' ')"
+	echo "R $mode ping $(r ping -c 10 -i 0.1 198.51.100.1 | med)"
+	# Not through r(): $! must be ping (SIGINT: it prints what it has).
+	$IP netns exec r ping -i 0.05 203.0.113.1 >/tmp/ping-base 2>&1 &
+	pp=$!
 	xfer $mode up http://198.51.100.1:8080/upload
 	xfer $mode down http://198.51.100.1:8080/bytes/1000000
 	xfer $mode up 'http://[2001:db8:2::1]:8080/upload'
+	kill -INT $pp; wait $pp
+	echo "R $mode ping_base $(med </tmp/ping-base)"
 	sleep 1
 	r curl -sf http://127.0.0.1:8000/metrics | grep -E '^ispmon_(tcp_|bpf_attach|passive_bytes)' | grep -v _bucket | sed "s/^/M $mode rtt /"
-	$TC -n r qdisc change dev wan0 root netem delay 20ms loss 2%
+	netem 50ms "loss 2%"
 	# netem drops whole GSO packets: a 1 MB upload is few of them, and 2%
 	# may hit none. Up to three uploads, until the kernel has retransmitted.
 	k0=$(retrans)
@@ -189,9 +224,10 @@ for mode in kprobe auto tracepoint; do
 	done
 	echo "R $mode retrans_segs $(( $(retrans) - k0 ))"
 	r curl -sf http://127.0.0.1:8000/metrics | grep -E '^ispmon_tcp_retransmits_total' | sed "s/^/M $mode loss /"
-	$TC -n r qdisc change dev wan0 root netem delay 20ms
+	netem 50ms
 	kill $pid; wait $pid
 	echo "R $mode exit $?"
+	echo "R $mode took $(awk -v a="$t0" -v b="$(cut -d ' ' -f 1 /proc/uptime)" 'BEGIN { printf "%.0f", b - a }') s"
 done
 EOF
 chmod +x "$ROOT/init"
@@ -221,22 +257,37 @@ check "the 6.1 kernel has the kprobe PMU" grep -Eq 'VM kernel .* kprobe_pmu=[0-9
 
 res() { awk -v m="$1" -v k="$2" '$1 == "R" && $2 == m && $3 == k { $1 = $2 = $3 = ""; sub(/^ +/, ""); print }' "$TMP/c.log"; }
 met() { awk -v m="$1" -v p="$2" -v k="$3" '$1 == "M" && $2 == m && $3 == p && $4 == k { print $5; exit }' "$TMP/c.log"; }
-declare -A want=([kprobe]=kprobe [auto]=fentry [tracepoint]=tp_btf)
-for mode in kprobe auto tracepoint; do
-	a=${want[$mode]}
+# The rung each mode must get, and its programs (ispmon_bpf_attach_info).
+declare -A want=([kprobe]="kprobe requested=kprobe" [auto]="fentry requested=auto"
+	[tracepoint]="tp_btf requested=tracepoint" [nobtf]="raw_tp requested=auto")
+declare -A progs=([kprobe]="kprobe_tcp_rcv:kprobe kprobe_tcp_retrans:kprobe kprobe_tcp_state:kprobe"
+	[auto]="fentry_tcp_rcv:fentry fexit_tcp_retrans:fexit fentry_tcp_state:fentry"
+	[tracepoint]="tp_tcp_probe:tp_btf tp_tcp_retrans:tp_btf tp_sock_state:tp_btf"
+	[nobtf]="raw_tcp_probe:raw_tp raw_tcp_retrans:raw_tp raw_sock_state:raw_tp")
+for mode in kprobe auto tracepoint nobtf; do
 	log=$(res $mode log)
-	check "$mode: $log" grep -q "msg=\"tcp hooks\" .*attach=$a requested=$mode" <<<"$log"
-	truth=$(res $mode ping | awk 'NF == 2 { printf "%.3f", ($1 + $2) / 2 }')
-	[ -n "$truth" ] || { not_ok "$mode: no ping median from the VM"; continue; }
+	check "$mode: $log" grep -q "msg=\"tcp hooks\" .*attach=${want[$mode]}" <<<"$log"
+	found=0
+	for pm in ${progs[$mode]}; do
+		[ "$(met $mode rtt "ispmon_bpf_attach_info{program=\"${pm%:*}\",mode=\"${pm#*:}\",iface=\"\",side=\"router\"}")" = 1 ] &&
+			found=$((found + 1))
+	done
+	check "$mode: ispmon_bpf_attach_info has ${progs[$mode]} (program:mode), no other TCP hook" bash -c \
+		"[ $found = 3 ] && [ $(grep -c "^M $mode rtt ispmon_bpf_attach_info{.*side=\"router\"}" "$TMP/c.log") = 3 ]"
+	read -r base nb < <(res $mode ping_base)
+	read -r ping _ < <(res $mode ping)
+	[ "${nb:-0}" -ge 20 ] && [ -n "$ping" ] || { not_ok "$mode: too few pings from the VM (${nb:-0})"; continue; }
+	# Emulated, the VM takes ~1 ms of its own for a round trip, more when
+	# the host is busy: measured meanwhile, by pings over a second link
+	# with no delay during the transfers, and taken off the estimates.
 	for est in srtt rcv_rtt; do
 		got=$(met $mode rtt "ispmon_tcp_rtt_percentile_seconds{estimator=\"$est\",scope=\"network\",percentile=\"50\"}")
 		got_ms=$(awk -v g="${got:-0}" 'BEGIN { printf "%.3f", g * 1000 }')
-		# Under emulation ping's own overhead (~2 ms) sits on top of the path:
-		# the truth lies between the netem delay and the ping median.
-		check "$mode: $est median $got_ms ms within 5% of [netem 40 ms, ping median $truth ms]" \
-			awk -v g="$got_ms" -v p="$truth" 'BEGIN { exit !(g >= 0.95 * 40 && g <= 1.05 * p) }'
+		net_ms=$(awk -v g="$got_ms" -v b="$base" 'BEGIN { printf "%.3f", g - b }')
+		check "$mode: $est median $got_ms ms - the VM's round trip $base ms = $net_ms ms within 5% of netem's 100 ms (ping $ping ms)" \
+			rel_near "$net_ms" 100 0.05
 	done
-	read -r sent recv n < <(res $mode xfer | awk '$1 != "loss" { s += $2 + $3; r += $4 + $5; n++ } END { print s + 0, r + 0, n + 0 }')
+	read -r sent recv n t < <(res $mode xfer | awk '$1 != "loss" { s += $2 + $3; r += $4 + $5; t += $6; n++ } END { print s + 0, r + 0, n + 0, t + 0 }')
 	acked=$(met $mode rtt 'ispmon_tcp_bytes_acked_total{scope="network"}')
 	rcvd=$(met $mode rtt 'ispmon_tcp_bytes_received_total{scope="network"}')
 	check "$mode: bytes acked ${acked:-none} = curl's $sent sent over $n transfers (+-2 each)" \
@@ -245,6 +296,9 @@ for mode in kprobe auto tracepoint; do
 	check "$mode: $n connections opened and closed" bash -c \
 		"[ '$(met $mode rtt 'ispmon_tcp_connections_total{event="active_open",scope="network"}')' = $n ] &&
 		 [ '$(met $mode rtt 'ispmon_tcp_connections_total{event="closed",scope="network"}')' = $n ]"
+	d=$(met $mode rtt 'ispmon_tcp_connection_duration_seconds_sum{scope="network"}')
+	check "$mode: connection lifetimes sum ${d:-none} s vs curl's $t s (+ up to one RTT and 50 ms each for the close)" \
+		awk -v d="${d:-0}" -v c="$t" -v n="$n" 'BEGIN { exit !(d >= c - 0.05 * n && d <= c + 0.15 * n) }'
 	# Readiness scrapes may have been accepted before the hooks were
 	# attached: those are first seen as "existing".
 	lo_acc=$(( $(met $mode rtt 'ispmon_tcp_connections_total{event="passive_open",scope="loopback"}') +
@@ -262,5 +316,7 @@ for mode in kprobe auto tracepoint; do
 		"[ '$(met $mode rtt 'ispmon_bpf_attach_info{program="tc_egress",mode="tc",iface="wan0",side="wan"}')' = 1 ] &&
 		 [ '${up:-0}' -ge $sent ]"
 	check "$mode: clean exit" [ "$(res $mode exit)" = 0 ]
+	echo "# $mode: $(res $mode took) in the VM"
 done
+echo "# vm-kprobe took $((SECONDS - T0)) s, the VM $took s of it"
 tap_exit

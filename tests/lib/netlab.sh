@@ -44,7 +44,8 @@
 #
 # Functions: netlab_build_tools, netlab_up, netlab_down, netlab_install_trap,
 # netlab_exec, netlab_start_servers, netlab_set_delay / netlab_get_delay /
-# netlab_link / netlab_shape / netlab_unshape / netlab_stats (WAN side),
+# netlab_set_loss / netlab_link / netlab_shape / netlab_unshape /
+# netlab_stats (WAN side),
 # netlab_set_lan_delay / netlab_get_lan_delay / netlab_lan_link /
 # netlab_lan_stats (LAN side), netlab_add_device (more household devices
 # behind a bridge), netlab_delayline_pid, netlab_wait_ping,
@@ -363,10 +364,11 @@ netlab__start_delayline() {
 # netlab_delayline_pid [wan|lan]: print that delay line's PID (default wan).
 netlab_delayline_pid() { cat "$(netlab__dl "${1:-wan}" delayline.pid)" 2>/dev/null; }
 
-# netlab__ctl SIDE AB_MS BA_MS STATE: hand a delay line a new control line
-# and wait (bounded) until it reports the line as applied.
+# netlab__ctl SIDE AB_MS BA_MS STATE [AB_LOSS BA_LOSS]: hand a delay line a
+# new control line (the loss carries over unless given) and wait (bounded)
+# until it reports the line as applied.
 netlab__ctl() {
-	local side=$1 line="$2 $3 $4" pid i ctl
+	local side=$1 line="$2 $3 $4 ${5:-$(netlab__ctl_field "$1" 4)} ${6:-$(netlab__ctl_field "$1" 5)}" pid i ctl
 	ctl=$(netlab__dl "$side" delay.ctl) || return 1
 	pid=$(netlab_delayline_pid "$side")
 	[ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || { netlab__err "$side delayline is not running"; return 1; }
@@ -380,11 +382,12 @@ netlab__ctl() {
 }
 
 # netlab__ctl_field SIDE N: field N of a delay line's current control line
-# (1 AB_MS, 2 BA_MS, 3 state).
+# (1 AB_MS, 2 BA_MS, 3 state, 4 AB_LOSS, 5 BA_LOSS).
 netlab__ctl_field() {
-	local fields
+	local fields def=0
 	read -r -a fields <"$(netlab__dl "$1" delay.ctl)" 2>/dev/null || return 1
-	echo "${fields[$(($2 - 1))]:-up}"
+	[ "$2" = 3 ] && def=up
+	echo "${fields[$(($2 - 1))]:-$def}"
 }
 
 # netlab__state_arg down|up: validate a link state argument.
@@ -401,6 +404,16 @@ netlab_set_delay() {
 	netlab__is_num "${1:-}" && netlab__is_num "${2:-}" ||
 		{ netlab__err "usage: netlab_set_delay DOWN_MS UP_MS"; return 1; }
 	netlab__ctl wan "$2" "$1" "$(netlab__ctl_field wan 3)"
+}
+
+# netlab_set_loss DOWN_PCT UP_PCT: random loss on the WAN side, in percent
+# of the frames each way (0-100; 0 0 ends it), dropped as they enter the
+# delay line and counted as drop_loss in netlab_stats.
+netlab_set_loss() {
+	netlab__is_num "${1:-}" && netlab__is_num "${2:-}" &&
+		awk -v a="$1" -v b="$2" 'BEGIN { exit !(a <= 100 && b <= 100) }' ||
+		{ netlab__err "usage: netlab_set_loss DOWN_PCT UP_PCT (0-100)"; return 1; }
+	netlab__ctl wan "$(netlab__ctl_field wan 1)" "$(netlab__ctl_field wan 2)" "$(netlab__ctl_field wan 3)" "$2" "$1"
 }
 
 # netlab_get_delay: print the WAN side's "DOWN_MS UP_MS STATE" as configured.
@@ -654,7 +667,8 @@ netlab_dns_median() {
 # netlab_stats: print the WAN delay line's counters, one line per direction,
 # "up ..." then "down ...", as KEY=VALUE fields: fwd_frames fwd_bytes
 # dropped_frames (sum of: drop_queue_full drop_link_down drop_oversize
-# drop_tx = egress qdisc full, drop_kernel = receive buffer overflow)
+# drop_tx = egress qdisc full, drop_kernel = receive buffer overflow,
+# drop_loss = netlab_set_loss)
 # drop_tx_bytes delay_ms rx_ts_fallback (frames timed when read instead of
 # by the kernel's receive timestamp: a little late; expected near 0).
 netlab_stats() { netlab__stats wan up down; }

@@ -40,15 +40,17 @@ static const char usage_text[] =
 	"  --stats FILE      where counters are written on SIGUSR2 and on exit\n"
 	"  --ctl FILE        control file, re-read on SIGUSR1 (and at start if present)\n"
 	"  --no-rt           do not try SCHED_FIFO for the forwarding threads\n"
-	"control file: one line \"AB_MS BA_MS [up|down]\". 'down' drops every frame\n"
-	"  (link outage) until a later 'up'. After applying it, the line is written\n"
+	"control file: one line \"AB_MS BA_MS [up|down [AB_LOSS BA_LOSS]]\". 'down'\n"
+	"  drops every frame (link outage) until a later 'up'; a loss in percent\n"
+	"  (0-100, default 0) drops that share of frames at random, as they arrive.\n"
+	"  After applying it, the line is written\n"
 	"  back to FILE.applied so callers can wait until the change took effect.\n"
 	"signals: SIGUSR1 re-read control file, SIGUSR2 write stats,\n"
 	"  SIGTERM/SIGINT write stats and exit 0.\n";
 
 struct dir_stats {
 	atomic_ullong fwd_frames, fwd_bytes;
-	atomic_ullong drop_full, drop_down, drop_oversize, drop_tx, drop_tx_bytes;
+	atomic_ullong drop_full, drop_down, drop_oversize, drop_tx, drop_tx_bytes, drop_loss;
 	atomic_ullong rx_ts_fallback; /* frames timed at recv() instead of by the kernel */
 	unsigned long long drop_kernel; /* rx socket overflow; main thread only */
 };
@@ -63,6 +65,8 @@ struct dir {
 	const char *name;     /* "ab" or "ba" */
 	int rx_fd, tx_fd;     /* packet sockets of the source and sink interface */
 	atomic_llong delay_ns;
+	atomic_uint loss;     /* frames dropped at random, per 2^32 */
+	uint64_t rng;         /* xorshift64 state, this direction's thread only */
 	struct slot *q;
 	uint32_t cap, head, count;
 	uint64_t last_due;    /* due times never go backwards: keeps order */
@@ -317,6 +321,16 @@ static void *run_dir(void *arg)
 				atomic_fetch_add(&d->st.drop_full, 1);
 				continue;
 			}
+			uint32_t loss = atomic_load(&d->loss);
+			if (loss) {
+				d->rng ^= d->rng << 13;
+				d->rng ^= d->rng >> 7;
+				d->rng ^= d->rng << 17;
+				if ((uint32_t)(d->rng >> 32) < loss) {
+					atomic_fetch_add(&d->st.drop_loss, 1);
+					continue;
+				}
+			}
 			uint64_t due = s->due_ns + (uint64_t)atomic_load(&d->delay_ns);
 			if (due < d->last_due)
 				due = d->last_due;
@@ -342,15 +356,16 @@ static void write_stats(void)
 		unsigned long long full = atomic_load(&s->drop_full),
 			down = atomic_load(&s->drop_down),
 			over = atomic_load(&s->drop_oversize),
-			tx = atomic_load(&s->drop_tx), kern = s->drop_kernel;
+			tx = atomic_load(&s->drop_tx), kern = s->drop_kernel,
+			loss = atomic_load(&s->drop_loss);
 		off += (size_t)snprintf(buf + off, sizeof(buf) - off,
 			"%s fwd_frames=%llu fwd_bytes=%llu dropped_frames=%llu "
 			"drop_queue_full=%llu drop_link_down=%llu drop_oversize=%llu "
-			"drop_tx=%llu drop_tx_bytes=%llu drop_kernel=%llu delay_ms=%.3f "
+			"drop_tx=%llu drop_tx_bytes=%llu drop_kernel=%llu drop_loss=%llu delay_ms=%.3f "
 			"rx_ts_fallback=%llu\n",
 			d->name, atomic_load(&s->fwd_frames), atomic_load(&s->fwd_bytes),
-			full + down + over + tx + kern, full, down, over, tx,
-			atomic_load(&s->drop_tx_bytes), kern,
+			full + down + over + tx + kern + loss, full, down, over, tx,
+			atomic_load(&s->drop_tx_bytes), kern, loss,
 			(double)atomic_load(&d->delay_ns) / 1e6, atomic_load(&s->rx_ts_fallback));
 	}
 	fputs(buf, stderr);
@@ -374,25 +389,32 @@ static void read_ctl(int must_exist)
 			fprintf(stderr, "delayline: cannot read %s: %s\n", ctl_path, strerror(errno));
 		return;
 	}
-	char line[256] = "", ab[64], ba[64], state[16] = "up";
+	char line[256] = "", ab[64], ba[64], state[16] = "up", lab[32] = "0", lba[32] = "0";
 	char *ok = fgets(line, sizeof(line), f);
 	fclose(f);
 	line[strcspn(line, "\r\n")] = 0;
-	int n = ok ? sscanf(line, "%63s %63s %15s", ab, ba, state) : 0;
-	if (n < 2 || (strcmp(state, "up") && strcmp(state, "down"))) {
-		fprintf(stderr, "delayline: ignoring control line '%s': want 'AB_MS BA_MS [up|down]'\n", line);
+	int n = ok ? sscanf(line, "%63s %63s %15s %31s %31s", ab, ba, state, lab, lba) : 0;
+	if (n < 2 || n == 4 || (strcmp(state, "up") && strcmp(state, "down"))) {
+		fprintf(stderr, "delayline: ignoring control line '%s': "
+			"want 'AB_MS BA_MS [up|down [AB_LOSS BA_LOSS]]'\n", line);
 		return;
 	}
-	char *e1, *e2;
-	double a = strtod(ab, &e1), b = strtod(ba, &e2);
+	char *e1, *e2, *e3, *e4;
+	double a = strtod(ab, &e1), b = strtod(ba, &e2), la = strtod(lab, &e3), lb = strtod(lba, &e4);
 	if (*e1 || *e2 || a < 0 || b < 0 || a > 3600e3 || b > 3600e3) {
 		fprintf(stderr, "delayline: ignoring control line '%s': bad delay\n", line);
 		return;
 	}
+	if (*e3 || *e4 || !(la >= 0 && la <= 100) || !(lb >= 0 && lb <= 100)) {
+		fprintf(stderr, "delayline: ignoring control line '%s': loss wants 0-100 %%\n", line);
+		return;
+	}
 	atomic_store(&dirs[0].delay_ns, (long long)(a * 1e6 + 0.5));
 	atomic_store(&dirs[1].delay_ns, (long long)(b * 1e6 + 0.5));
+	atomic_store(&dirs[0].loss, (uint32_t)(la / 100 * 4294967295.0));
+	atomic_store(&dirs[1].loss, (uint32_t)(lb / 100 * 4294967295.0));
 	atomic_store(&link_down, !strcmp(state, "down"));
-	fprintf(stderr, "delayline: ab=%.3fms ba=%.3fms link %s\n", a, b, state);
+	fprintf(stderr, "delayline: ab=%.3fms ba=%.3fms link %s loss ab=%g%% ba=%g%%\n", a, b, state, la, lb);
 
 	char path[4096], tmp[4096];
 	snprintf(path, sizeof(path), "%s.applied", ctl_path);
@@ -408,6 +430,7 @@ static void init_dir(struct dir *d, const char *name, int rx, int tx, long long 
 	d->rx_fd = rx;
 	d->tx_fd = tx;
 	atomic_store(&d->delay_ns, delay);
+	d->rng = (now_ns() ^ (uintptr_t)d) | 1; /* any non-zero seed */
 	d->cap = cap;
 	/* calloc leaves untouched pages unmapped: a large queue costs little. */
 	d->q = calloc(cap, sizeof(*d->q));
