@@ -21,8 +21,9 @@
 #
 #   DEMO_SECONDS=N        stop after N seconds (default: until interrupted)
 #   DEMO_TIME_SCALE=F     the cycle's times (phases, outage, the laptop's
-#                         transfers, Prometheus' 5 s intervals) times F,
-#                         0.1 .. 10 (default 1; tests/test_demo.sh runs 0.6)
+#                         transfers) times F, 0.1 .. 10 (default 1;
+#                         tests/test_demo.sh runs 0.6); Prometheus' 5 s
+#                         intervals too, but 1 s for any F under 1
 #   DEMO_OUT=DIR          save /metrics, /, /api/status, Prometheus queries
 #                         and the logs there at the end
 #   DEMO_SCREENSHOTS=DIR  whole-page screenshots of the status page (headless
@@ -75,7 +76,9 @@ secs() { awk -v v="$1" -v f="$SCALE" 'BEGIN { x = int(v * f + 0.5); print x < 1 
 # Phase starts: bloat, outage, normal, peak, normal; the cycle.
 read -r P_BLOAT P_OUTAGE P_BACK P_PEAK P_END CYCLE < <(for t in 25 45 53 70 100 120; do ms "$t"; done | xargs)
 OUTAGE_S=$(awk -v a="$P_OUTAGE" -v b="$P_BACK" 'BEGIN { printf "%g", (b - a) / 1000 }')
-PROM_EVERY=$(secs 5)s
+# Prometheus every 5 s; compressed, every second, so that a short outage
+# is still scraped.
+PROM_EVERY=$(awk -v f="$SCALE" 'BEGIN { print (f < 1 ? 1 : int(5 * f + 0.5)) "s" }')
 
 cleanup() {
 	local p
