@@ -21,6 +21,8 @@ PKGS=(
 	prometheus-alertmanager jq yq docker-compose
 	# status page in a real browser (tests/test_status_page.sh)
 	chromium fonts-dejavu-core
+	# the page at a phone's width, the demo's screenshots (tests/lib/browser.js)
+	nodejs
 	# lint
 	cppcheck
 	# tests: sanitizers, valgrind, libFuzzer (clang -fsanitize=fuzzer)

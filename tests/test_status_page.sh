@@ -10,12 +10,20 @@
 #    link is cut for OUTAGE seconds;
 #  - every figure on the page (data-metric/data-value) equals /metrics of
 #    the same collection, both in the HTML as served and in the DOM that
-#    headless Chromium (Debian's) builds; /api/status is valid JSON (jq)
-#    with the same figures; ping loss and the outage match the emulated
-#    truth; during the cut the page says "down", after it "degraded" with
-#    the outage listed; every chart holds data; no console message (CSP
-#    violations, bad SVG, failed loads); hostile names escaped;
-#  - screenshots at desktop and phone width: tests/artifacts/status-*.png.
+#    headless Chromium (Debian's) builds: as numbers, or for the device
+#    rates /metrics writes with one decimal, written so; /api/status is
+#    valid JSON (jq) with the same figures; ping loss and the outage match
+#    the emulated truth; during the cut the page says "down", after it
+#    "degraded" with the outage listed; every line of every chart has its
+#    points (one per 10 s since start for figures taken every collection,
+#    one per speed test); no console message (CSP violations, bad SVG,
+#    failed loads); hostile names escaped;
+#  - at 390 px (a phone, DevTools protocol: tests/lib/browser.js) the page
+#    lays out 390 px wide and nothing sticks out; its meta refresh is in
+#    the DOM; a page made bad on purpose (inline script, broken SVG path,
+#    an element too wide) fails both the console and the layout check;
+#  - whole-page screenshots at desktop and phone width, and of the page
+#    during the cut: tests/artifacts/status-*.png.
 # Every wait is bounded; everything is removed on exit.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +31,7 @@ cd "$(dirname "$0")/.."
 . tests/lib/netlab.sh
 
 [ "$(id -u)" -eq 0 ] || { echo "skip: needs root"; exit 77; }
-for t in chromium jq curl iperf3; do
+for t in chromium node jq curl iperf3; do
 	command -v "$t" >/dev/null || { echo "not ok - $t missing (scripts/deps.sh installs it)"; exit 1; }
 done
 [ -x ./ispmon ] || { echo "not ok - ./ispmon is not built (make)"; exit 1; }
@@ -63,8 +71,15 @@ figs() {
 		sed -e 's/^data-metric="\([^"]*\)" data-value="\([^"]*\)"$/\1\t\2/' \
 			-e 's/&quot;/"/g; s/&lt;/</g; s/&gt;/>/g; s/&#39;/'"'"'/g; s/&amp;/\&/g'
 }
+# same PAGE_VALUE METRICS_SAMPLE [ROUNDED]: the sample is the page's exact
+# value (both %.17g: equal as numbers) or, ROUNDED, that value written with
+# one decimal (%.1f, as /metrics writes device rates).
+same() {
+	awk -v a="$1" -v b="$2" -v r="${3:-}" 'BEGIN { if (a == "" || b == "" || a == "null") exit 1
+		exit !(r ? sprintf("%.1f", a) == b : a + 0 == b + 0) }'
+}
 # mismatches FIGS METRICS: figures whose /metrics sample is missing or
-# differs (device rates are written with one decimal there).
+# differs.
 mismatches() {
 	local key v got bad=0
 	while IFS=$'\t' read -r key v; do
@@ -72,8 +87,7 @@ mismatches() {
 		if [ -z "$got" ]; then
 			echo "$key: not in /metrics"
 			bad=1
-		elif ! awk -v a="$v" -v b="$got" 'BEGIN { d = a - b; if (d < 0) d = -d; m = b < 0 ? -b : b
-			exit !(d <= 1e-9 * m || d <= 0.051) }'; then
+		elif ! same "$v" "$got" "$([[ $key == ispmon_device_throughput_bytes_per_second\{* ]] && echo 1)"; then
 			echo "$key: page $v, /metrics $got"
 			bad=1
 		fi
@@ -244,10 +258,7 @@ check "RTT medians near the emulated truth: WAN $(jq .rtt.wan.median_seconds "$J
 # ---------------------------------------------------------------- /api/status
 check "/api/status is application/json and valid JSON" bash -c \
 	"ip netns exec $NS_ROUTER curl -sf -o /dev/null -w '%{content_type}' $URL/api/status | grep -qx application/json && jq -e . '$J' >/dev/null"
-jm() { # JQ_EXPR METRIC: the JSON figure equals the /metrics sample
-	awk -v a="$(jq -r "$1" "$J")" -v b="$(val "$M" "$2")" 'BEGIN { if (a == "" || b == "" || a == "null") exit 1
-		d = a - b; if (d < 0) d = -d; m = b < 0 ? -b : b; exit !(d <= 1e-9 * m || d <= 0.051) }'
-}
+jm() { same "$(jq -r "$1" "$J")" "$(val "$M" "$2")"; } # JQ_EXPR METRIC: the JSON figure is the sample
 bad=
 while read -r e m; do
 	jm "$e" "$m" || bad+=" $e"
@@ -294,10 +305,31 @@ if [ "$(wc -l <"$TMP/dom.tsv")" -eq "$n" ] && out=$(mismatches "$TMP/dom.tsv" "$
 else
 	not_ok "DOM figures ($(wc -l <"$TMP/dom.tsv") of $n) vs /metrics: $(head -c 600 <<<"${out:-}")"
 fi
-charts=$(grep -o 'data-chart="[^"]*" data-points="[0-9]*"' "$TMP/dom.html" | sed 's/data-chart="\([^"]*\)" data-points="\([0-9]*\)"/\1=\2/')
-empty=$(grep '=0$' <<<"$charts" | tr '\n' ' ')
-check "all $(wc -l <<<"$charts") charts hold data points (${charts//$'\n'/ })${empty:+; empty: $empty}" \
-	bash -c "[ $(wc -l <<<"$charts") -ge 8 ] && [ -z '$empty' ]"
+# Each line of each chart on its own (data-lines="download:6 upload:6").
+# Figures taken every collection have a point in every 10 s bucket since
+# ispmon started (U s before the page: U/10 of them, -1.5 .. +2 for the
+# buckets' phase and a line that starts a collection or two late); the
+# speed-test dots are the tests that succeeded; sparse figures (capacity,
+# RTT, bloat) have at least one point and no more buckets than that.
+U=$(awk -v t="$(grep -o 'data-figure="time" data-value="[^"]*"' "$TMP/dom.html" | grep -o '[0-9.e+]*"$' | tr -d '"')" \
+	-v s="$(val "$TMP/dom.prom" ispmon_start_time_seconds)" 'BEGIN { print t - s }')
+speed_ok() { val "$TMP/dom.prom" "ispmon_speedtest_runs_total{direction=\"$1\",result=\"success\",server=\"$SRV_IP4:$HTTP_PORT\"}"; }
+lines=$(grep -o 'data-chart="[^"]*" data-points="[0-9]*" data-lines="[^"]*"' "$TMP/dom.html" |
+	sed 's/data-chart="\([^"]*\)" data-points="[0-9]*" data-lines="\([^"]*\)"/\1 \2/' |
+	awk '{ for (i = 2; i <= NF; i++) { split($i, kv, ":"); print $1, kv[1], kv[2] } }')
+bad=
+while read -r chart line pts; do
+	case $chart:$line in
+	c-throughput:* | c-loss:loss | c-outages:ok | c-dev0:*) lo=$(awk -v u="$U" 'BEGIN { print u / 10 - 1.5 }') ;;
+	c-speedtest:download) lo=$(speed_ok download) ;;
+	c-speedtest:upload) lo=$(speed_ok upload) ;;
+	*) lo=1 ;;
+	esac
+	case $chart in c-speedtest) hi=$lo ;; *) hi=$(awk -v u="$U" 'BEGIN { print u / 10 + 2 }') ;; esac
+	awk -v p="$pts" -v l="${lo:-1}" -v h="$hi" 'BEGIN { exit !(p >= l && p <= h) }' || bad+=" $chart:$line=$pts (${lo:-?}..$hi)"
+done <<<"$lines"
+check "every line (13) of the $(cut -d' ' -f1 <<<"$lines" | sort -u | wc -l) charts has its points ($(awk '{ printf "%s%s:%s=%s", (NR > 1 ? " " : ""), $1, $2, $3 }' <<<"$lines"); up ${U%.*} s)${bad:+; off:$bad}" \
+	bash -c "[ $(wc -l <<<"$lines") = 13 ] && [ -z '$bad' ]"
 check "the charts are drawn: lines, dots, bars and the outage strip" bash -c \
 	"grep -q '<path class=\"ln k-download\" d=\"M' '$TMP/dom.html' && grep -q '<circle class=\"dt k-upload\"' '$TMP/dom.html' &&
 	 grep -q '<rect class=\"k-loss\"' '$TMP/dom.html' && grep -q '<rect class=\"st-down\"' '$TMP/dom.html'"
@@ -305,13 +337,35 @@ check "no console message in the browser (CSP, SVG, loads)$(head -c 300 "$TMP/do
 	[ ! -s "$TMP/dom.console" ]
 check "the browser's title is the verdict" grep -q "<title>Internet degraded - ispmon</title>" "$TMP/dom.html"
 
-browse "$TMP/shot" --screenshot="$ART/status-desktop.png" --window-size=1280,1500 "$URL/" >/dev/null
-browse "$TMP/shotp" --screenshot="$ART/status-phone.png" --window-size=390,4000 "$URL/" >/dev/null
-check "screenshots kept: $(file -b "$ART/status-desktop.png" | cut -d, -f2), $(file -b "$ART/status-phone.png" | cut -d, -f2) in tests/artifacts/" \
-	bash -c "file -b '$ART/status-desktop.png' | grep -q 'PNG image data, 1280 x 1500' &&
-		file -b '$ART/status-phone.png' | grep -q 'PNG image data, 390 x 4000' &&
+# The page at a phone's width and a desktop's, in Chromium driven over the
+# DevTools protocol (tests/lib/browser.js): how wide it lays out, what
+# sticks out, its meta refresh, console messages; whole-page screenshots.
+lay() { r timeout 60 node tests/lib/browser.js "$@" 2>>"$TMP/browser.err"; }
+lay "$URL/" 390 "$ART/status-phone.png" >"$TMP/phone.json"
+check "phone (390 px): laid out $(jq .innerWidth "$TMP/phone.json") px wide, $(jq .scrollWidth "$TMP/phone.json") px of content, nothing past the edges$(jq -r '.wide[:5] | if length > 0 then ": " + join(" ") else "" end' "$TMP/phone.json")" \
+	jqe '.innerWidth == 390 and .scrollWidth <= 390 and (.wide | length) == 0' "$TMP/phone.json"
+check "the meta refresh is in the DOM: every $(jq -r .refresh "$TMP/phone.json") s (--interval 2s: the 10 s floor); viewport meta too" \
+	jqe '.refresh == "10" and (.viewport | test("width=device-width"))' "$TMP/phone.json"
+lay "$URL/" 1280 "$ART/status-desktop.png" >"$TMP/desktop.json"
+check "desktop (1280 px): nothing past the edges, $(jq .height "$TMP/desktop.json") px tall" \
+	jqe '.innerWidth == 1280 and .scrollWidth <= 1280 and (.wide | length) == 0 and .height > 1000' "$TMP/desktop.json"
+check "no console message at either width$(jq -rs '[.[].console[]][:2] | if length > 0 then ": " + join(" | ") else "" end' "$TMP/phone.json" "$TMP/desktop.json" | head -c 300)" \
+	jqe -s '[.[].console[]] == []' "$TMP/phone.json" "$TMP/desktop.json"
+check "whole-page screenshots kept: $(file -b "$ART/status-desktop.png" | cut -d, -f2), $(file -b "$ART/status-phone.png" | cut -d, -f2) in tests/artifacts/" \
+	bash -c "file -b '$ART/status-desktop.png' | grep -q 'PNG image data, 1280 x $(jq .height "$TMP/desktop.json")' &&
+		file -b '$ART/status-phone.png' | grep -q 'PNG image data, 390 x $(jq .height "$TMP/phone.json")' &&
 		[ \$(stat -c %s '$ART/status-desktop.png') -gt 50000 ]"
-check "no console message while taking them" bash -c "! cat '$TMP/shot.console' '$TMP/shotp.console' | grep -q ."
+
+# Both checks can fail: the served page with an inline script (the CSP
+# forbids it), a malformed SVG path and an element 700 px wide.
+sed 's|</body>|<div style="width:700px">wide</div><script>document.title = "ran"</script><svg viewBox="0 0 9 9"><path d="M0 0 Lx"/></svg></body>|' \
+	"$H" >"$TMP/bad.html"
+browse "$TMP/bad" --dump-dom "file://$TMP/bad.html" >/dev/null
+check "the console check fails on a bad page: Chromium's log has CONSOLE lines for its inline script and its SVG path ($(wc -l <"$TMP/bad.console"))" \
+	bash -c "grep -q 'Content Security Policy' '$TMP/bad.console' && grep -q 'attribute d' '$TMP/bad.console'"
+lay "file://$TMP/bad.html" 390 >"$TMP/bad.json"
+check "the layout check fails on it: at 390 px laid out $(jq .innerWidth "$TMP/bad.json") px wide, past the edge: $(jq -r '.wide[:3] | join(" ")' "$TMP/bad.json")" \
+	jqe '.innerWidth > 390 and .scrollWidth > 390 and (.wide | length) > 0 and (.console | length) >= 2' "$TMP/bad.json"
 
 check "HEAD / answers, /nope is 404" bash -c \
 	"[ \"\$(ip netns exec $NS_ROUTER curl -s -I -o /dev/null -w '%{http_code}' $URL/)\" = 200 ] &&

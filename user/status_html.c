@@ -229,11 +229,11 @@ struct geom {
 	double from, span, step, top, y_top, y_base;
 };
 
+static double clampd(double v, double lo, double hi) { return v < lo ? lo : v > hi ? hi : v; }
+
 static double gx(const struct geom *g, double t)
 {
-	double x = (t - g->from) / g->span * CHART_W;
-
-	return x < 0 ? 0 : x > CHART_W ? CHART_W : x;
+	return clampd((t - g->from) / g->span * CHART_W, 0, CHART_W);
 }
 
 static double gy(const struct geom *g, double v)
@@ -245,6 +245,24 @@ static double gy(const struct geom *g, double v)
 	if (f < 0)
 		f = 0;
 	return g->y_base - f * (g->y_base - g->y_top);
+}
+
+/* Where a bucket starting at t is drawn: the middle of its part inside the
+ * chart's span, so the newest one, still filling, sits in the middle of
+ * what it has so far, never past "now". */
+static double bx(const struct geom *g, double t)
+{
+	double a = fmax(t, g->from), z = fmin(t + g->step, g->from + g->span);
+
+	return gx(g, a < z ? (a + z) / 2 : t + g->step / 2);
+}
+
+/* A dot of radius r, wholly inside the chart's width. */
+static void dot(struct mbuf *b, const struct geom *g, const char *kind_cls, double t, double v,
+		double r)
+{
+	mbuf_printf(b, "<circle class=\"dt k-%s\" cx=\"%.1f\" cy=\"%.1f\" r=\"%.1f\"/>", kind_cls,
+		    clampd(bx(g, t), r, CHART_W - r), gy(g, v), r);
 }
 
 static double value_of(const struct chart_line *l, const struct history_point *p,
@@ -274,26 +292,25 @@ static void draw_line(struct mbuf *b, const struct geom *g, const struct chart_l
 			mbuf_printf(b, "<path class=\"bd k-%s\" d=\"", l->kind_cls);
 			for (unsigned k = i; k < j; k++)
 				mbuf_printf(b, "%c%.1f %.1f", k == i ? 'M' : 'L',
-					    gx(g, p[k].t + g->step / 2), gy(g, p[k].max));
+					    bx(g, p[k].t), gy(g, p[k].max));
 			for (unsigned k = j; k-- > i;)
-				mbuf_printf(b, "L%.1f %.1f", gx(g, p[k].t + g->step / 2), gy(g, p[k].min));
+				mbuf_printf(b, "L%.1f %.1f", bx(g, p[k].t), gy(g, p[k].min));
 			mbuf_printf(b, "Z\"/>");
 		}
 		if (l->area && j - i > 1) {
 			mbuf_printf(b, "<path class=\"ar k-%s\" d=\"M%.1f %.1f", l->kind_cls,
-				    gx(g, p[i].t + g->step / 2), g->y_base);
+				    bx(g, p[i].t), g->y_base);
 			for (unsigned k = i; k < j; k++)
-				mbuf_printf(b, "L%.1f %.1f", gx(g, p[k].t + g->step / 2), gy(g, p[k].mean));
-			mbuf_printf(b, "L%.1f %.1fZ\"/>", gx(g, p[j - 1].t + g->step / 2), g->y_base);
+				mbuf_printf(b, "L%.1f %.1f", bx(g, p[k].t), gy(g, p[k].mean));
+			mbuf_printf(b, "L%.1f %.1fZ\"/>", bx(g, p[j - 1].t), g->y_base);
 		}
 		if (j - i == 1) {
-			mbuf_printf(b, "<circle class=\"dt k-%s\" cx=\"%.1f\" cy=\"%.1f\" r=\"1.8\"/>",
-				    l->kind_cls, gx(g, p[i].t + g->step / 2), gy(g, p[i].mean));
+			dot(b, g, l->kind_cls, p[i].t, p[i].mean, 1.8);
 		} else {
 			mbuf_printf(b, "<path class=\"ln k-%s\" d=\"", l->kind_cls);
 			for (unsigned k = i; k < j; k++)
 				mbuf_printf(b, "%c%.1f %.1f", k == i ? 'M' : 'L',
-					    gx(g, p[k].t + g->step / 2), gy(g, p[k].mean));
+					    bx(g, p[k].t), gy(g, p[k].mean));
 			mbuf_printf(b, "\"/>");
 		}
 		i = j;
@@ -310,8 +327,7 @@ static void draw(struct mbuf *b, const struct geom *g, const struct chart_line *
 		break;
 	case CK_DOTS:
 		for (unsigned i = 0; i < n; i++)
-			mbuf_printf(b, "<circle class=\"dt k-%s\" cx=\"%.1f\" cy=\"%.1f\" r=\"3.2\"/>",
-				    l->kind_cls, gx(g, p[i].t + g->step / 2), gy(g, p[i].mean));
+			dot(b, g, l->kind_cls, p[i].t, p[i].mean, 3.2);
 		break;
 	case CK_RATIO:
 		/* Every bucket with pings: a red bar for loss, a green tick for none. */
@@ -350,8 +366,9 @@ static void draw(struct mbuf *b, const struct geom *g, const struct chart_line *
 
 /*
  * One chart over the status_chart_span: gridlines and axis labels, the
- * lines, a title and a description for screen readers, and the number of
- * points drawn (data-points) for scripts. pts: 3 x MAX_PTS scratch.
+ * lines, a title and a description for screen readers, and for scripts
+ * the number of points drawn (data-points) and each line's own
+ * (data-lines="download:3 upload:2"). pts: 3 x MAX_PTS scratch.
  */
 static void chart(struct mbuf *b, const struct status_snapshot *s, const struct history *h,
 		  const struct chart *c, struct history_point *pts)
@@ -388,8 +405,12 @@ static void chart(struct mbuf *b, const struct status_snapshot *s, const struct 
 	status_fmt_duration(ago, sizeof(ago), span);
 
 	mbuf_printf(b, "<svg class=\"chart\" viewBox=\"0 0 %d %.0f\" role=\"img\" "
-		       "aria-labelledby=\"%s-t %s-d\" data-chart=\"%s\" data-points=\"%u\">",
+		       "aria-labelledby=\"%s-t %s-d\" data-chart=\"%s\" data-points=\"%u\" data-lines=\"",
 		    CHART_W, height, c->id, c->id, c->id, total);
+	for (unsigned i = 0; i < c->n; i++)
+		mbuf_printf(b, "%s%s:%u", i ? " " : "", c->l[i].kind_cls,
+			    c->l[i].kind == CK_RATIO ? n_den : n[i]);
+	mbuf_printf(b, "\">");
 	mbuf_printf(b, "<title id=\"%s-t\">", c->id);
 	esc(b, c->title);
 	mbuf_printf(b, ", last %s</title><desc id=\"%s-d\">", ago, c->id);
@@ -597,7 +618,7 @@ static void card_speedtest(struct mbuf *b, const struct status_snapshot *s,
 		.l = {{.series = SS_SPEED_DOWN, .kind_cls = "download", .name = "Download",
 		       .kind = CK_DOTS, .ref = s->plan[0] > 0 ? s->plan[0] : NAN},
 		      {.series = SS_SPEED_UP, .kind_cls = "upload", .name = "Upload", .kind = CK_DOTS,
-		       .ref = NAN}},
+		       .ref = s->plan[1] > 0 ? s->plan[1] : NAN}},
 	};
 	const struct speedtest_snap *sp = &s->speed;
 	char key[192], txt[48];

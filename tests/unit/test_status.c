@@ -436,6 +436,74 @@ static void test_renderers(void)
 	history_free(h);
 }
 
+/* A day and more since start: the charts span 24 h in the 5-min tier. */
+static void test_day(void)
+{
+	static const struct history_tier t[HISTORY_TIERS] = {{10, 360}, {300, 288}};
+	static struct status_snapshot s;
+	/* Now: 200 s into the 5-min bucket [300000, 300300). */
+	const double now = 300200, from = now - STATUS_DAY_S;
+	char first[32], last[32];
+	const char *sp;
+	struct history *h;
+	struct mbuf b;
+
+	memset(&s, 0, sizeof(s));
+	check(!history_new(SS_MAX, t, &h), "day: history");
+	s.collections = 90001;
+	s.t_mono = now;
+	s.start_mono = now - 90000; /* 25 h */
+	s.t_real = 1800090000;
+	s.start_real = 1800000000;
+	s.interval_s = 1;
+	s.n_ifaces = 1;
+	snprintf(s.ifaces[0], IF_NAMESIZE, "wan0");
+	s.have_rate = true;
+	s.rate[0] = 2e6;
+	s.rate[1] = 1e5;
+	s.capacity[0] = s.capacity[1] = NAN;
+	s.plan[0] = 6.25e6;
+	s.plan[1] = 1.25e6;
+	s.bloat_s = s.idle_rtt_s = s.loaded_rtt_s = NAN;
+	s.rtt_s[0] = s.rtt_s[1] = s.rtt_typical_s[0] = s.rtt_typical_s[1] = NAN;
+	s.speed_on = true;
+	s.speed.bps[0] = s.speed.bps[1] = s.speed.loaded_rtt_s[0] = s.speed.loaded_rtt_s[1] = NAN;
+	outages_init(&s.outages);
+	snprintf(s.headline, sizeof(s.headline), "Status unknown");
+	/* Download every minute for 25 h (1e6 + t B/s); a speed test 5 s ago. */
+	for (double x = s.start_mono; x <= now; x += 60)
+		history_add(h, SS_DOWN, x, 1e6 + x);
+	history_add(h, SS_SPEED_DOWN, now - 5, 5e6);
+	mbuf_init(&b);
+	status_render_html(&s, h, &b);
+	check(b.p && strstr(b.p, "data-chart=\"c-throughput\" data-points=\"288\" "
+				 "data-lines=\"download:288 upload:0\""),
+	      "day: 25 h up, the throughput chart has the 288 buckets of 5 min of the last 24 h");
+	check(b.p && strstr(b.p, "<title id=\"c-throughput-t\">Throughput, last 1 d</title>"),
+	      "day: the chart says what it spans");
+	/* The oldest bucket read starts after from: [213900, 214200), drawn at
+	 * its middle; the newest, [300000, now] so far, at the middle of that
+	 * (mean of 300020 .. 300200 = 300110; axis top 2 MB/s). */
+	snprintf(first, sizeof(first), "d=\"M%.1f ", (214050 - from) / STATUS_DAY_S * 320);
+	snprintf(last, sizeof(last), "L%.1f %.1f\"", (300100 - from) / STATUS_DAY_S * 320,
+		 84 - 72 * (1e6 + 300110) / 2e6);
+	sp = b.p ? strstr(b.p, "<path class=\"ln k-download\" d=\"M") : NULL;
+	check(sp && !strncmp(sp + strlen("<path class=\"ln k-download\" "), first, strlen(first)) &&
+		      strstr(sp, last) && strstr(sp, last) < strstr(sp, "/>"),
+	      "day: the oldest point at the middle of its bucket (%.*s), the newest at the middle of "
+	      "its part so far (%.*s)", (int)strlen(first) - 5, first + 4, (int)strlen(last) - 2, last + 1);
+	sp = b.p ? strstr(b.p, "data-chart=\"c-speedtest\"") : NULL;
+	check(sp && strstr(sp, "data-lines=\"download:1 upload:0\"") &&
+		      strstr(sp, "<circle class=\"dt k-download\" cx=\"316.8\""),
+	      "day: a speed test in the newest bucket: its dot (r 3.2) wholly inside the chart");
+	check(sp && strstr(sp, "<line class=\"ref k-download\"") &&
+		      strstr(sp, "<line class=\"ref k-upload\"") &&
+		      strstr(sp, "<line class=\"ref k-upload\"") < strstr(sp, "</svg>"),
+	      "day: the speed-test chart has both plans");
+	mbuf_free(&b);
+	history_free(h);
+}
+
 static void test_formats(void)
 {
 	char buf[64];
@@ -468,6 +536,7 @@ int main(void)
 	test_ping_snapshot();
 	test_status_module();
 	test_renderers();
+	test_day();
 	test_formats();
 	printf("%d passed, %d failed\n", passed, failed);
 	return failed ? 1 : 0;
