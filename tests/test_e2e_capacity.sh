@@ -220,6 +220,8 @@ for q in 1000 20; do
 	idle=$(val ispmon_passive_rtt_idle_seconds)
 	loaded=$(val ispmon_passive_rtt_loaded_seconds)
 	echo "# queue $q: idle ${idle:-?} s, loaded ${loaded:-?} s, bufferbloat ${bloat:-?} s, grade ${grade:-?}"
+	# The baseline is the path's, whatever the queue held after the load.
+	check "queue $q: idle baseline ${idle:-?} s within 4 ms of the 40 ms path" near "${idle:-1}" 0.040 0.004
 	if [ $q = 1000 ]; then
 		deep_grade=${grade:-}
 		check "deep queue: loaded RTT rises by > 60 ms, grade C or worse (${bloat:-?} s, ${grade:-?})" \

@@ -18,6 +18,7 @@
 #define INFLATED_MIN_S 0.002     /* RTT this far over the idle baseline ... */
 #define INFLATED_SHARE 0.05       /* ... and this share of it: a standing queue */
 #define RTT_CARRY_S 3.0           /* an interval without RTT samples uses the last */
+#define IDLE_SETTLE_S 2.0         /* idle this long before an interval sets the baseline */
 
 struct sat { double t, rate; };
 
@@ -47,6 +48,7 @@ struct capacity {
 	unsigned idle_n, idle_head, loaded_n, loaded_head;
 	uint64_t intervals_idle, intervals_loaded;
 	double last_rtt, last_rtt_t;
+	double idle_since; /* start of the current run of idle intervals, < 0: none */
 };
 
 int capacity_new(struct capacity **out)
@@ -57,6 +59,7 @@ int capacity_new(struct capacity **out)
 		return -ENOMEM;
 	for (int d = 0; d < ISPMON_DIR_MAX; d++)
 		c->estimate[d] = NAN;
+	c->idle_since = -1;
 	*out = c;
 	return 0;
 }
@@ -146,7 +149,7 @@ static double baseline(const struct capacity *c)
 void capacity_interval(struct capacity *c, double t, double rtt)
 {
 	double rate[ISPMON_DIR_MAX], pkt[ISPMON_DIR_MAX], gp[ISPMON_DIR_MAX], dt = t - c->int_start;
-	bool idle = true, loaded = false, inflated, sat[ISPMON_DIR_MAX];
+	bool idle = true, loaded = false, inflated, sat[ISPMON_DIR_MAX], own_rtt = !isnan(rtt);
 	double base;
 
 	if (!c->have_prev || !c->have_int_start || dt <= 0.05)
@@ -203,10 +206,20 @@ void capacity_interval(struct capacity *c, double t, double rtt)
 	log_debug("capacity interval", "rtt_ms=%.1f base_ms=%.1f down_Bps=%.0f up_Bps=%.0f down_goodput_Bps=%.0f up_goodput_Bps=%.0f down_pkt=%.0f up_pkt=%.0f idle=%d loaded=%d inflated=%d down_saturated=%d up_saturated=%d",
 		  rtt * 1e3, base * 1e3, rate[0], rate[1], gp[0], gp[1], pkt[0], pkt[1], idle, loaded,
 		  inflated, sat[0], sat[1]);
+	/* The idle baseline takes only an interval's own samples, after the
+	 * line has been quiet a while: a queue filled by an upload drains
+	 * after the router stops sending (the interval looks idle), and a
+	 * carried sample may come from the load before. */
+	if (!idle)
+		c->idle_since = -1;
+	else if (c->idle_since < 0)
+		c->idle_since = c->int_start;
 	if (!isnan(rtt)) {
 		if (idle) {
-			push(c->idle_rtt, &c->idle_n, &c->idle_head, rtt);
-			c->intervals_idle++;
+			if (own_rtt && c->int_start - c->idle_since >= IDLE_SETTLE_S) {
+				push(c->idle_rtt, &c->idle_n, &c->idle_head, rtt);
+				c->intervals_idle++;
+			}
 		} else if (loaded) {
 			push(c->loaded_rtt, &c->loaded_n, &c->loaded_head, rtt);
 			c->intervals_loaded++;

@@ -943,6 +943,33 @@ static void test_capacity(void)
 	bloat = capacity_bufferbloat(c, &idle, &loaded);
 	check(fabs(idle - 0.040) < 1e-9 && fabs(loaded - 0.090) < 1e-9 && fabs(bloat - 0.050) < 1e-9,
 	      "bufferbloat = loaded minus idle median (%.3f - %.3f)", loaded, idle);
+	capacity_free(c);
+
+	/* An upload into a deep queue, then quiet: the router stops sending
+	 * at once (the intervals look idle) while the queue drains for two
+	 * seconds, and the next two have no sample of their own (the last
+	 * one carried). None of them may move the idle baseline. */
+	check(!capacity_new(&c), "capacity estimator, a second one");
+	memset(s, 0, sizeof(s));
+	t = 0;
+	capacity_sample(c, t, s);
+	for (int i = 0; i < 4; i++)
+		feed_second(c, s, &t, 1, 2000, 0.040);
+	for (int i = 0; i < 5; i++)
+		feed_second(c, s, &t, 1, 2500000, 0.600);
+	feed_second(c, s, &t, 1, 2000, 0.500); /* draining: quiet, yet 500 ms */
+	feed_second(c, s, &t, 1, 2000, 0.450);
+	feed_second(c, s, &t, 1, 2000, NAN);   /* no sample: the 450 ms carried */
+	feed_second(c, s, &t, 1, 2000, NAN);
+	capacity_bufferbloat(c, &idle, NULL);
+	check(fabs(idle - 0.040) < 1e-9,
+	      "a queue draining after an upload, and samples carried from it, leave the idle baseline (%.3f s)",
+	      idle);
+	for (int i = 0; i < 12; i++)
+		feed_second(c, s, &t, 1, 2000, 0.041);
+	capacity_bufferbloat(c, &idle, NULL);
+	check(fabs(idle - 0.041) < 1e-9, "quiet a while with samples of its own: the baseline follows (%.3f s)",
+	      idle);
 	{
 		/* Each threshold and just under it (seconds). */
 		static const struct { double s; const char *g; } grades[] = {
