@@ -208,8 +208,10 @@ quiet c1 || not_ok "a quiet moment after the transfers"
 cp "$TMP/c1.prom" "$TMP/m.prom"
 check "--max-devices 1: laptop labelled, tv not" bash -c "grep -q 'device=\"laptop\"' $TMP/m.prom && ! grep -q 'device=\"tv\"' $TMP/m.prom"
 exact c0 c1 other d2
-check "--max-devices 1: other holds tv's 1 MB upload ($(md c0 c1 'ispmon_device_bytes_total{device="other",direction="upload"}') B)" \
-	awk -v v="$(md c0 c1 'ispmon_device_bytes_total{device="other",direction="upload"}')" 'BEGIN { exit !(v >= 1000000 && v < 1200000) }'
+# Exactly the tv's interface (above); that it is the 1 MB upload: at least
+# its payload, and below twice it (retransmissions on a loaded machine).
+check "--max-devices 1: other holds tv's 1 MB upload ($(md c0 c1 'ispmon_device_bytes_total{device="other",direction="upload"}') B: 1 .. 2 MB)" \
+	awk -v v="$(md c0 c1 'ispmon_device_bytes_total{device="other",direction="upload"}')" 'BEGIN { exit !(v >= 1000000 && v < 2000000) }'
 
 start --max-devices 0 || exit 1
 scrape
