@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Static checks: `make lint` (cppcheck) is clean, shell scripts parse, the
-# shipped Prometheus config is valid.
+# Static checks: `make lint` (cppcheck) is clean, shell and JavaScript
+# test scripts parse, the shipped Prometheus config is valid.
 cd "$(dirname "$0")/.."
 . tests/lib/tap.sh
 if out=$(make -s lint 2>&1); then
@@ -11,6 +11,9 @@ else
 fi
 for f in scripts/*.sh tests/*.sh tests/lib/*.sh .ci/run; do
 	check "bash -n $f" bash -n "$f"
+done
+for f in tests/lib/*.js; do
+	[ -e "$f" ] && check "node --check $f" node --check "$f"
 done
 if out=$(promtool check config dashboards/prometheus.yml 2>&1); then
 	ok "promtool check config dashboards/prometheus.yml"
