@@ -479,7 +479,7 @@ static void test_day(void)
 	check(b.p && strstr(b.p, "data-chart=\"c-throughput\" data-points=\"288\" "
 				 "data-lines=\"download:288 upload:0\""),
 	      "day: 25 h up, the throughput chart has the 288 buckets of 5 min of the last 24 h");
-	check(b.p && strstr(b.p, "<title id=\"c-throughput-t\">Throughput, last 1 d</title>"),
+	check(b.p && strstr(b.p, "<title id=\"c-throughput-t\">Throughput, last 24 h</title>"),
 	      "day: the chart says what it spans");
 	/* The oldest bucket read starts after from: [213900, 214200), drawn at
 	 * its middle; the newest, [300000, now] so far, at the middle of that
