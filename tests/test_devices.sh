@@ -237,10 +237,13 @@ x rt ip -6 addr add 2001:db8:d::1/64 dev lan0 nodad
 x d2 ip -6 addr add 2001:db8:d::12/64 dev eth0 nodad
 kill -TERM "$PID"
 wait "$PID"
-unshare -m sh -c 'l=$(cat "$3") && mount -t tmpfs tmpfs /tmp && mkdir /tmp/hosts && cat >/tmp/hosts/odhcpd &&
-	printf "%s\n" "$l" >/tmp/dhcp.leases || exit 1
+# The binary may live under /tmp itself (a clone there): it is copied into
+# the new /tmp through a descriptor opened before the mount hides it.
+unshare -m sh -c 'l=$(cat "$3") && exec 3<"$2" && mount -t tmpfs tmpfs /tmp && mkdir /tmp/hosts &&
+	cat >/tmp/hosts/odhcpd && printf "%s\n" "$l" >/tmp/dhcp.leases && cat <&3 >/tmp/ispmon &&
+	chmod 755 /tmp/ispmon && exec 3<&- || exit 1
 	for d in /var/lib/misc /var/lib/dnsmasq; do [ ! -d "$d" ] || mount -t tmpfs tmpfs "$d" || exit 1; done
-	exec ip netns exec "$1" "$2" --iface wan0 --lan-iface lan0 --interval 200ms --no-ping --no-speedtest' \
+	exec ip netns exec "$1" /tmp/ispmon --iface wan0 --lan-iface lan0 --interval 200ms --no-ping --no-speedtest' \
 	sh "$P-rt" "$BIN" "$TMP/dhcp.leases" <"$TMP/odhcpd" >/dev/null 2>"$TMP/err" &
 PID=$!
 for _ in $(seq 1 300); do x rt curl -sf -o /dev/null http://127.0.0.1:8000/metrics && break; sleep 0.1; done
