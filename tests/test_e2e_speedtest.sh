@@ -91,14 +91,17 @@ start_ispmon ok --log-level debug --speed-url "http://$SERVER/bytes/{bytes}" --s
 # for the latency under load (bounded: 30 s).
 r ping -D -n -i 0.05 -w 30 "$SRV_IP4" >"$TMP/ping.log" 2>&1 &
 PING_PID=$!
-# Wait (bounded) for the first test: 2 s delay, up to 2 x 10 s of load.
-for _ in $(seq 1 60); do
-	scrape
-	# Both directions done (the timestamp is set after the first one).
-	awk '/^ispmon_speedtest_runs_total\{direction="upload"/ { n += $2 } END { exit !(n > 0) }' "$TMP/m.prom" &&
-		[ "$(val ispmon_speedtest_running)" = 0 ] && break
-	sleep 0.5
-done
+# wait_test: until the first test's both directions are done (bounded:
+# its delay and up to 2 x 10 s of load fit in 30 s).
+wait_test() {
+	for _ in $(seq 1 60); do
+		scrape
+		awk '/^ispmon_speedtest_runs_total\{direction="upload"/ { n += $2 } END { exit !(n > 0) }' "$TMP/m.prom" &&
+			[ "$(val ispmon_speedtest_running)" = 0 ] && break
+		sleep 0.5
+	done
+}
+wait_test
 down=$(val "ispmon_speedtest_bytes_per_second{direction=\"download\",server=\"$SERVER\"}")
 up=$(val "ispmon_speedtest_bytes_per_second{direction=\"upload\",server=\"$SERVER\"}")
 down_k=$(awk -v v="${down:-0}" 'BEGIN { printf "%.0f", v * 8 / 1000 }')
@@ -155,12 +158,7 @@ netlab_set_loss 0 1 || exit 1
 start_ispmon loss --log-level debug --speed-first-delay 1s --speed-max-time 4s \
 	--speed-url "http://$SERVER/bytes/{bytes}" --speed-upload-url "http://$SERVER/upload" ||
 	{ not_ok "ispmon starts on the lossy line"; exit 1; }
-for _ in $(seq 1 60); do
-	scrape
-	awk '/^ispmon_speedtest_runs_total\{direction="upload"/ { n += $2 } END { exit !(n > 0) }' "$TMP/m.prom" &&
-		[ "$(val ispmon_speedtest_running)" = 0 ] && break
-	sleep 0.5
-done
+wait_test
 check_retrans loss download
 check_retrans loss upload
 check "loss: upload: retransmits ${RT_GOT:-none} > 0 with 1% loss" [ "${RT_GOT:-0}" -gt 0 ]

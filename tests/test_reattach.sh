@@ -107,6 +107,20 @@ wait_ours() {
 	done
 	awk -v t0="$2" -v t="$(date +%s.%N)" 'BEGIN { printf "%.2f", t - t0 }'
 }
+# recreate IF UP_FN: delete IF, and after a pause create it again with
+# UP_FN; sets OLD and NEW (ifindex) and DT, the seconds from just before it
+# existed again (configuring it is part of the 2 s) until both filters
+# were back.
+recreate() {
+	OLD=$(a cat /sys/class/net/"$1"/ifindex)
+	a ip link del "$1"
+	sleep 0.7
+	local t0
+	t0=$(date +%s.%N)
+	$2 || exit 1
+	NEW=$(a cat /sys/class/net/"$1"/ifindex)
+	DT=$(wait_ours "$1" "$t0")
+}
 # grew A B: counter B went on from A by at least 20 (the pings).
 grew() { [ -n "$1" ] && [ -n "$2" ] && [ "$2" -ge $(($1 + 20)) ]; }
 
@@ -127,17 +141,10 @@ p2=$(pkts download) u2=$(pkts upload)
 check "link down/up: still counting (download ${p1:-?} -> ${p2:-?}, upload ${u1:-?} -> ${u2:-?})" \
 	eval 'grew "$p1" "$p2" && grew "$u1" "$u2"'
 
-old=$(a cat /sys/class/net/wan0/ifindex)
-a ip link del wan0
-sleep 0.7
-# The clock starts before the interface exists again: configuring it is
-# part of the 2 s.
-t0=$(date +%s.%N)
-link_up || exit 1
-new=$(a cat /sys/class/net/wan0/ifindex)
-dt=$(wait_ours wan0 "$t0")
-check "recreated wan0 (ifindex $old -> $new): both filters back ${dt}s after it was created (<= 2 s)" \
-	awk -v d="$dt" -v o="$(ours wan0)" 'BEGIN { exit !(o == 2 && d <= 2) }'
+recreate wan0 link_up
+new=$NEW
+check "recreated wan0 (ifindex $OLD -> $NEW): both filters back ${DT}s after it was created (<= 2 s)" \
+	awk -v d="$DT" -v o="$(ours wan0)" 'BEGIN { exit !(o == 2 && d <= 2) }'
 check "logged the loss and the new attachment" \
 	bash -c "grep -q 'interface gone' $TMP/err && grep -q 'msg=\"attached\" iface=wan0 ifindex=$new ' $TMP/err"
 pings
@@ -150,15 +157,9 @@ lanpings
 d1=$(devpkts upload) e1=$(devpkts download)
 check "device $DEV_MAC counted on lan0: ${d1:-none} upload, ${e1:-none} download packets" \
 	[ "${d1:-0}" -ge 20 -a "${e1:-0}" -ge 20 ]
-lold=$(a cat /sys/class/net/lan0/ifindex)
-a ip link del lan0
-sleep 0.7
-t0=$(date +%s.%N)
-lan_up || exit 1
-lnew=$(a cat /sys/class/net/lan0/ifindex)
-dt=$(wait_ours lan0 "$t0")
-check "recreated lan0 (ifindex $lold -> $lnew): both filters back ${dt}s after it was created (<= 2 s)" \
-	awk -v d="$dt" -v o="$(ours lan0)" 'BEGIN { exit !(o == 2 && d <= 2) }'
+recreate lan0 lan_up
+check "recreated lan0 (ifindex $OLD -> $NEW): both filters back ${DT}s after it was created (<= 2 s)" \
+	awk -v d="$DT" -v o="$(ours lan0)" 'BEGIN { exit !(o == 2 && d <= 2) }'
 lanpings
 d2=$(devpkts upload) e2=$(devpkts download)
 check "device still counted after lan0 was rebuilt, never back (upload ${d1:-?} -> ${d2:-?}, download ${e1:-?} -> ${e2:-?})" \

@@ -54,19 +54,26 @@ cert() { # cert NAME: NAME.crt and NAME.key, EC P-256, for 127.0.0.1
 }
 cert server && cert other || { not_ok "openssl makes test certificates"; exit 1; }
 
-# start CONFIG_TEXT: ispmon with that web config (relative paths: to it).
-start() {
-	printf '%s' "$1" >"$TMP/web.yml"
-	ip netns exec "$NS" "$BIN" --iface lo --listen 127.0.0.1:$PORT --interval 200ms --no-ping --no-speedtest \
-		--web-config "$TMP/web.yml" >/dev/null 2>"$TMP/err" &
+# launch WHAT ARGS...: ispmon on lo with ARGS, until it has set up (30 s
+# at most: verification is slow on a loaded machine) or died.
+launch() {
+	local what=$1
+	shift
+	ip netns exec "$NS" "$BIN" --iface lo --interval 200ms --no-ping --no-speedtest "$@" \
+		>/dev/null 2>"$TMP/err" &
 	PID=$!
-	for _ in $(seq 1 100); do
+	for _ in $(seq 1 300); do
 		grep -q 'msg="capabilities dropped"' "$TMP/err" && return 0
 		kill -0 "$PID" 2>/dev/null || break
 		sleep 0.1
 	done
-	not_ok "ispmon started with the web config: $(head -c 300 "$TMP/err")"
+	not_ok "ispmon started with $what: $(head -c 300 "$TMP/err")"
 	return 1
+}
+# start CONFIG_TEXT: ispmon with that web config (relative paths: to it).
+start() {
+	printf '%s' "$1" >"$TMP/web.yml"
+	launch "the web config" --listen 127.0.0.1:$PORT --web-config "$TMP/web.yml"
 }
 stop() {
 	kill -TERM "$PID"
@@ -156,18 +163,7 @@ stop
 n ip addr add 192.0.2.7/32 dev lo
 n ip addr add 2001:db8::7/128 dev lo nodad
 # listen_on ADDR:PORT: ispmon serving plain http there.
-listen_on() {
-	ip netns exec "$NS" "$BIN" --iface lo --listen "$1" --interval 200ms --no-ping --no-speedtest \
-		>/dev/null 2>"$TMP/err" &
-	PID=$!
-	for _ in $(seq 1 100); do
-		grep -q 'msg="capabilities dropped"' "$TMP/err" && return 0
-		kill -0 "$PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	not_ok "ispmon started with --listen $1: $(head -c 300 "$TMP/err")"
-	return 1
-}
+listen_on() { launch "--listen $1" --listen "$1"; }
 # at URL...: the status each URL got, space-separated (000: nothing answered).
 at() { local u; for u in "$@"; do printf '%s ' "$(code -g "$u")"; done; }
 V4=http://192.0.2.7:$PORT/metrics L4=http://127.0.0.1:$PORT/metrics V6=http://[2001:db8::7]:$PORT/metrics

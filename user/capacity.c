@@ -48,7 +48,9 @@ struct capacity {
 	unsigned idle_n, idle_head, loaded_n, loaded_head;
 	uint64_t intervals_idle, intervals_loaded;
 	double last_rtt, last_rtt_t;
-	double idle_since; /* start of the current run of idle intervals, < 0: none */
+	/* Start of the current run of idle intervals, NAN while loaded; at
+	 * start, quiet since ever as far as anyone knows. */
+	double idle_since;
 };
 
 int capacity_new(struct capacity **out)
@@ -59,7 +61,7 @@ int capacity_new(struct capacity **out)
 		return -ENOMEM;
 	for (int d = 0; d < ISPMON_DIR_MAX; d++)
 		c->estimate[d] = NAN;
-	c->idle_since = -1;
+	c->idle_since = -INFINITY;
 	*out = c;
 	return 0;
 }
@@ -211,8 +213,8 @@ void capacity_interval(struct capacity *c, double t, double rtt)
 	 * after the router stops sending (the interval looks idle), and a
 	 * carried sample may come from the load before. */
 	if (!idle)
-		c->idle_since = -1;
-	else if (c->idle_since < 0)
+		c->idle_since = NAN;
+	else if (isnan(c->idle_since))
 		c->idle_since = c->int_start;
 	if (!isnan(rtt)) {
 		if (idle) {

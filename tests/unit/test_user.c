@@ -953,7 +953,11 @@ static void test_capacity(void)
 	memset(s, 0, sizeof(s));
 	t = 0;
 	capacity_sample(c, t, s);
-	for (int i = 0; i < 4; i++)
+	feed_second(c, s, &t, 1, 2000, 0.040);
+	capacity_bufferbloat(c, &idle, NULL);
+	check(fabs(idle - 0.040) < 1e-9,
+	      "just started, quiet: the first interval sets the idle baseline (%.3f s)", idle);
+	for (int i = 0; i < 3; i++)
 		feed_second(c, s, &t, 1, 2000, 0.040);
 	for (int i = 0; i < 5; i++)
 		feed_second(c, s, &t, 1, 2500000, 0.600);
