@@ -124,7 +124,7 @@ void status_fmt_duration(char *buf, size_t len, double s)
 		snprintf(buf, len, "%ld min", v / 60);
 	else if (v < 86400 && v % 3600 / 60)
 		snprintf(buf, len, "%ld h %ld min", v / 3600, v % 3600 / 60);
-	else if (v < 86400)
+	else if (v <= 86400) /* a day is 24 h to a household */
 		snprintf(buf, len, "%ld h", v / 3600);
 	else if (v % 86400 / 3600)
 		snprintf(buf, len, "%ld d %ld h", v / 86400, v % 86400 / 3600);

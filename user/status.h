@@ -127,7 +127,7 @@ extern const char *const status_verdict_names[4]; /* "unknown", "ok", ... */
 void status_fmt_rate(char *buf, size_t len, double bytes_per_s);
 /* 20.1 ms, 250 ms, 1.20 s ("-" for NaN). */
 void status_fmt_rtt(char *buf, size_t len, double s);
-/* 40 s, 3 min 20 s, 2 h 5 min, 3 d 2 h. */
+/* 40 s, 3 min 20 s, 2 h 5 min, 24 h, 3 d 2 h. */
 void status_fmt_duration(char *buf, size_t len, double s);
 /* Local clock time of a unix time: 14:02, or "Mon 14:02" another day
  * than ref's. */

@@ -402,10 +402,7 @@ static void chart(struct mbuf *b, const struct status_snapshot *s, const struct 
 	g.top = nice_top(fmax(peak * 1.05, c->min_top));
 	if (c->l[0].kind == CK_RATIO && g.top > 1)
 		g.top = 1; /* a share: 100% at most */
-	if (lround(span) == 86400)
-		snprintf(ago, sizeof(ago), "24 h"); /* what a household calls a day of history */
-	else
-		status_fmt_duration(ago, sizeof(ago), span);
+	status_fmt_duration(ago, sizeof(ago), span);
 
 	mbuf_printf(b, "<svg class=\"chart\" viewBox=\"0 0 %d %.0f\" role=\"img\" "
 		       "aria-labelledby=\"%s-t %s-d\" data-chart=\"%s\" data-points=\"%u\" data-lines=\"",

@@ -522,6 +522,10 @@ static void test_formats(void)
 	check(!strcmp(buf, "3 min 20 s"), "format: 200 s is 3 min 20 s (%s)", buf);
 	status_fmt_duration(buf, sizeof(buf), 7500);
 	check(!strcmp(buf, "2 h 5 min"), "format: 7500 s is 2 h 5 min (%s)", buf);
+	status_fmt_duration(buf, sizeof(buf), 86400);
+	check(!strcmp(buf, "24 h"), "format: a day is 24 h (%s)", buf);
+	status_fmt_duration(buf, sizeof(buf), 93600);
+	check(!strcmp(buf, "1 d 2 h"), "format: 93600 s is 1 d 2 h (%s)", buf);
 	status_fmt_bytes(buf, sizeof(buf), 1234567);
 	check(!strcmp(buf, "1.23 MB"), "format: 1.23 MB (%s)", buf);
 }
