@@ -107,15 +107,8 @@ ctrs() {
 # equal those read after it, with more than an ispmon interval (200 ms) in
 # between, so the page has counted everything they have.
 quiet() {
-	local a b
-	for _ in $(seq 1 20); do
-		a=$(ctrs)
-		sleep 0.6
-		x rt curl -sf http://127.0.0.1:8000/metrics >"$TMP/$1.prom" || return 1
-		b=$(ctrs)
-		[ "$a" = "$b" ] && { echo "$a" >"$TMP/$1.if"; return 0; }
-	done
-	return 1
+	quiet_moment 0.6 ctrs "$TMP/$1.prom" x rt curl -sf http://127.0.0.1:8000/metrics &&
+		echo "$QUIET" >"$TMP/$1.if"
 }
 # ifd A B DEV COUNTER: the counter's change between two quiet moments.
 ifd() {

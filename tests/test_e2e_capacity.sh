@@ -40,15 +40,8 @@ wan_ctrs() {
 	r cat $s/rx_bytes $s/tx_bytes $s/rx_packets $s/tx_packets | tr '\n' ' '
 }
 qsnap() {
-	local a b
-	for _ in $(seq 1 20); do
-		a=$(wan_ctrs)
-		sleep 1.3
-		scrape "$TMP/$1.prom" || return 1
-		b=$(wan_ctrs)
-		[ "$a" = "$b" ] && { echo "$a" >"$TMP/$1.if"; return 0; }
-	done
-	return 1
+	quiet_moment 1.3 wan_ctrs "$TMP/$1.prom" r curl -sf --max-time 2 http://127.0.0.1:8000/metrics &&
+		echo "$QUIET" >"$TMP/$1.if"
 }
 # exact_counters A B WHAT: ispmon's per-direction bytes and packets between
 # two quiet moments equal the WAN interface's (download = rx).

@@ -48,20 +48,12 @@ wan_ctrs() {
 	netlab_stats | sed 's/ delay_ms=[^ ]*//; s/ rx_ts_fallback=[^ ]*//'
 }
 snap() {
-	local a b
-	for _ in $(seq 1 20); do
-		a=$(wan_ctrs)
-		sleep 0.6
-		scrape "$TMP/$1.prom" || break
-		b=$(wan_ctrs)
-		if [ "$a" = "$b" ]; then
-			head -n 4 <<<"$a" >"$TMP/$1.if"
-			tail -n 2 <<<"$a" >"$TMP/$1.dl"
-			return 0
-		fi
-	done
-	not_ok "snapshot $1: no quiet moment on $ROUTER_WAN_IF in 20 tries"
-	return 1
+	if ! quiet_moment 0.6 wan_ctrs "$TMP/$1.prom" r curl -sf --max-time 2 http://127.0.0.1:8000/metrics; then
+		not_ok "snapshot $1: no quiet moment on $ROUTER_WAN_IF in 20 tries"
+		return 1
+	fi
+	head -n 4 <<<"$QUIET" >"$TMP/$1.if"
+	tail -n 2 <<<"$QUIET" >"$TMP/$1.dl"
 }
 m() { metric_value "$TMP/$1.prom" "$2"; }
 ifc() { sed -n "$2p" "$TMP/$1.if"; } # 1 rx_bytes 2 tx_bytes 3 rx_packets 4 tx_packets

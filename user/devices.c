@@ -716,29 +716,29 @@ int devices_add_leases(struct devices *d, const char *path)
 	return reload_leases(d);
 }
 
+/* root + path into buf when that file is readable there. */
+static bool readable_at(const char *root, const char *path, char buf[256])
+{
+	int w = snprintf(buf, 256, "%s%s", root, path);
+
+	return w > 0 && w < 256 && !access(buf, R_OK);
+}
+
 unsigned devices_find_leases_in(const char *root, char found[][256], unsigned max)
 {
 	/* dnsmasq's (OpenWrt's first, then Debian's and others'), then
 	 * odhcpd's: the first of the former and the latter. */
 	static const char *const dnsmasq[] = {"/tmp/dhcp.leases", "/var/lib/misc/dnsmasq.leases",
 					      "/var/lib/dnsmasq/dnsmasq.leases"};
-	static const char odhcpd[] = "/tmp/hosts/odhcpd";
 	unsigned n = 0;
 
-	for (size_t i = 0; i < sizeof(dnsmasq) / sizeof(dnsmasq[0]) && n < max; i++) {
-		int w = snprintf(found[n], 256, "%s%s", root, dnsmasq[i]);
-
-		if (w > 0 && w < 256 && !access(found[n], R_OK)) {
+	for (size_t i = 0; i < sizeof(dnsmasq) / sizeof(dnsmasq[0]) && n < max; i++)
+		if (readable_at(root, dnsmasq[i], found[n])) {
 			n++;
 			break;
 		}
-	}
-	if (n < max) {
-		int w = snprintf(found[n], 256, "%s%s", root, odhcpd);
-
-		if (w > 0 && w < 256 && !access(found[n], R_OK))
-			n++;
-	}
+	if (n < max && readable_at(root, "/tmp/hosts/odhcpd", found[n]))
+		n++;
 	return n;
 }
 

@@ -588,21 +588,18 @@ static void check_links(struct ispmon *m)
 static void load_leases(struct ispmon *m)
 {
 	char found[CONFIG_MAX_LEASES][256];
-	const char *paths[CONFIG_MAX_LEASES];
-	unsigned n = m->cfg.n_leases;
+	unsigned n = m->cfg.n_leases ? m->cfg.n_leases
+				     : devices_find_leases_in("", found, CONFIG_MAX_LEASES);
 
-	if (!n)
-		n = devices_find_leases_in("", found, CONFIG_MAX_LEASES);
-	for (unsigned i = 0; i < n; i++)
-		paths[i] = m->cfg.n_leases ? m->cfg.leases[i] : found[i];
 	for (unsigned i = 0; i < n; i++) {
-		int err = devices_add_leases(m->devices, paths[i]);
+		const char *path = m->cfg.n_leases ? m->cfg.leases[i] : found[i];
+		int err = devices_add_leases(m->devices, path);
 
 		if (err)
 			log_warn("cannot read the leases file: its devices keep their MAC labels",
-				 "path=%s err=\"%s\"", paths[i], strerror(-err));
+				 "path=%s err=\"%s\"", path, strerror(-err));
 		else
-			log_info("device names", "leases=%s", paths[i]);
+			log_info("device names", "leases=%s", path);
 	}
 }
 

@@ -24,5 +24,23 @@ metric_value() {
 	awk -v k="$2" '$1 == k { print $2; found = 1; exit } END { if (!found) print "" }' "$1"
 }
 
+# quiet_moment PAUSE CTRS_FN OUT SCRAPE_CMD...: one scrape (SCRAPE_CMD's
+# output into OUT) inside a quiet moment: CTRS_FN's counters read before
+# it, PAUSE seconds (more than an ispmon interval) earlier, equal those read
+# after it, so the page has counted everything they have. The counters in
+# QUIET; up to 20 tries, non-zero without a quiet moment or a scrape.
+quiet_moment() {
+	local pause=$1 ctrs=$2 out=$3 a b
+	shift 3
+	for _ in $(seq 1 20); do
+		a=$($ctrs)
+		sleep "$pause"
+		"$@" >"$out" || return 1
+		b=$($ctrs)
+		[ "$a" = "$b" ] && { QUIET=$a; return 0; }
+	done
+	return 1
+}
+
 # Exit status for the end of a test script.
 tap_exit() { [ "$TAP_FAILED" -eq 0 ]; }
