@@ -13,7 +13,8 @@
 # throughput gauges near each device's own interface rate. Last, without
 # --leases, dnsmasq's /tmp/dhcp.leases and odhcpd's /tmp/hosts/odhcpd (a
 # private /tmp) are both found and read: the laptop named by its MAC, the
-# tv, whose DUID has none, by its IPv6 address.
+# tv, whose DUID has none, by its IPv6 address; and so is it by a DHCPv6
+# lease in dnsmasq's own file.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . tests/lib/tap.sh
@@ -249,6 +250,26 @@ check "dnsmasq's and odhcpd's: the laptop named by its MAC ($(grep -o 'ispmon_de
 	grep -q 'ispmon_device_info{device="laptop6",mac="02:00:00:00:0d:01"' "$TMP/m.prom"
 check "odhcpd's: the tv named by its IPv6 address ($(grep -o 'ispmon_device_info{device="[^"]*",mac="02:00:00:00:0d:02"[^}]*' "$TMP/m.prom"))" \
 	grep -Eq 'ispmon_device_info\{device="tv6",mac="02:00:00:00:0d:02",ipv4="[^"]*",ipv6="2001:db8:d::12"\}' "$TMP/m.prom"
+
+# dnsmasq's own DHCPv6 leases (Debian's file, given with --leases): after
+# its "duid" line, "EXPIRY IAID ADDRESS NAME DUID". The tv's DUID-EN has no
+# MAC: its IPv6 address names it. The first --leases file is missing: a
+# warning for it alone, and the second still names.
+cat >"$TMP/dnsmasq6.leases" <<LEASES
+1999999999 02:00:00:00:0d:01 192.0.2.11 laptop 01:02:00:00:00:0d:01
+duid 00:01:00:01:2c:3a:1b:2c:02:00:00:00:00:01
+1999999999 218893066 2001:db8:d::12 tv-dhcp6 00:02:00:00:ab:11:0a:0b:0c:0d:0e:0f
+LEASES
+rm -f "$TMP/leases"
+start --leases "$TMP/dnsmasq6.leases" || { not_ok "ispmon starts with dnsmasq's DHCPv6 leases"; exit 1; }
+x d2 ping -6 -c 2 -i 0.2 -W 1 -q 2001:db8:d::1 >/dev/null
+scrape
+check "a missing --leases file: a warning naming it, and none for the file that is there" \
+	bash -c "grep -q 'level=warn.*cannot read the leases file.*path=$TMP/leases ' $TMP/err &&
+		grep -q 'msg=\"device names\" leases=$TMP/dnsmasq6.leases' $TMP/err &&
+		! grep -q 'level=warn.*path=$TMP/dnsmasq6.leases' $TMP/err"
+check "dnsmasq's DHCPv6 lease: the tv named by its IPv6 address ($(grep -o 'ispmon_device_info{device="[^"]*",mac="02:00:00:00:0d:02"[^}]*' "$TMP/m.prom"))" \
+	grep -Eq 'ispmon_device_info\{device="tv-dhcp6",mac="02:00:00:00:0d:02",ipv4="[^"]*",ipv6="2001:db8:d::12"\}' "$TMP/m.prom"
 kill -TERM "$PID"
 wait "$PID"
 PID=

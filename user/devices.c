@@ -76,6 +76,7 @@ struct devices {
 		struct timespec mtim;
 		off_t size;
 		ino_t ino;
+		int err; /* of the last look at it */
 	} files[DEVICES_LEASE_FILES];
 	unsigned n_files;
 };
@@ -473,16 +474,49 @@ static bool is_num(const char *s, int base, long long lo, long long hi)
 	return !errno && !*end && v >= lo && v <= hi;
 }
 
+/* One lease and the IPv6 addresses or prefixes it holds (a name, or a MAC
+ * and a name, or a name and its addresses: it needs something to know the
+ * device by). */
+static void lease_add_nets(struct devices *d, const uint8_t *mac, const char *name,
+			   struct lease_net *nets, int n_nets)
+{
+	int i;
+
+	if (!mac && !n_nets)
+		return;
+	i = lease_add(d, mac, name);
+	for (int k = 0; i >= 0 && k < n_nets && d->n_nets < DEVICES_TABLE_MAX; k++) {
+		nets[k].lease = (uint16_t)i;
+		d->nets[d->n_nets++] = nets[k];
+	}
+}
+
 /*
- * dnsmasq: "EXPIRY MAC IP NAME CLIENT-ID" (DHCPv4; its DHCPv6 lines and the
- * "duid" line have no MAC in the second field and are skipped).
+ * dnsmasq: "EXPIRY MAC IP NAME CLIENT-ID" for DHCPv4, and after its "duid"
+ * line "EXPIRY IAID IPV6 NAME DUID" for DHCPv6 (IAID decimal, "T" first
+ * for a temporary address; "*" for no name or no DUID). A DHCPv6 lease
+ * names a device by its DUID's MAC when it has one, and by its address.
  */
 static void parse_dnsmasq(struct devices *d, char **tok, int n)
 {
-	uint8_t mac[6];
+	uint8_t mac[6], duid[130];
+	struct lease_net net;
+	int len;
 
-	if (n >= 4 && parse_mac(tok[1], mac) && valid_name(tok[3]))
+	if (n < 4 || !valid_name(tok[3]))
+		return;
+	if (parse_mac(tok[1], mac)) {
 		lease_add(d, mac, tok[3]);
+		return;
+	}
+	if (n < 5 || !is_num(tok[0], 10, 0, INT64_MAX) ||
+	    !is_num(tok[1] + (tok[1][0] == 'T'), 10, 0, UINT32_MAX) || strchr(tok[2], '/') ||
+	    !parse_net(tok[2], AF_INET6, &net))
+		return;
+	len = strcmp(tok[4], "*") ? unhex(tok[4], duid, sizeof(duid)) : 0;
+	if (len < 0)
+		return;
+	lease_add_nets(d, duid_mac(duid, len, mac) ? mac : NULL, tok[3], &net, 1);
 }
 
 /*
@@ -499,7 +533,7 @@ static void parse_odhcpd(struct devices *d, char **tok, int n)
 	struct lease_net nets[LEASE_TOKENS];
 	uint8_t duid[130], mac[6];
 	bool v4 = n >= 4 && !strcmp(tok[3], "ipv4"), has_mac;
-	int len, i, n_nets = 0;
+	int len, n_nets = 0;
 
 	if (n < 8 || !valid_name(tok[4]) || (!v4 && !is_num(tok[3], 16, 0, UINT32_MAX)) ||
 	    !is_num(tok[5], 10, -1, INT64_MAX) || !is_num(tok[6], 16, 0, INT64_MAX) ||
@@ -520,14 +554,8 @@ static void parse_odhcpd(struct devices *d, char **tok, int n)
 		n_nets = 0;
 	} else {
 		has_mac = duid_mac(duid, len, mac);
-		if (!has_mac && !n_nets)
-			return; /* nothing to know the device by */
 	}
-	i = lease_add(d, has_mac ? mac : NULL, tok[4]);
-	for (int k = 0; i >= 0 && k < n_nets && d->n_nets < DEVICES_TABLE_MAX; k++) {
-		nets[k].lease = (uint16_t)i;
-		d->nets[d->n_nets++] = nets[k];
-	}
+	lease_add_nets(d, has_mac ? mac : NULL, tok[4], nets, n_nets);
 }
 
 /* Names used by leases of two MACs are ambiguous; a name's id is its first
@@ -650,8 +678,8 @@ static int read_leases(struct devices *d, FILE *f)
 
 /* Every file again when one of them changed: both servers replace their
  * file (rename), so a new inode, size or time tells. A file that is not
- * there (yet: the server starts later) counts as empty; the first error
- * is returned, the other files are read all the same. */
+ * there (yet: the server starts later) counts as empty; each file's error
+ * is kept, the first is returned, the other files are read all the same. */
 static int reload_leases(struct devices *d)
 {
 	struct stat st[DEVICES_LEASE_FILES];
@@ -659,44 +687,49 @@ static int reload_leases(struct devices *d)
 	int err = 0;
 
 	for (unsigned i = 0; i < d->n_files; i++) {
-		const struct leases_file *lf = &d->files[i];
+		struct leases_file *lf = &d->files[i];
 
-		if (stat(lf->path, &st[i])) {
-			if (!err)
-				err = -errno;
+		lf->err = stat(lf->path, &st[i]) ? -errno : 0;
+		if (lf->err)
 			memset(&st[i], 0, sizeof(st[i]));
-		}
 		changed |= st[i].st_ino != lf->ino || st[i].st_size != lf->size ||
 			   st[i].st_mtim.tv_sec != lf->mtim.tv_sec ||
 			   st[i].st_mtim.tv_nsec != lf->mtim.tv_nsec;
 	}
-	if (!changed)
-		return err;
-	d->n_leases = d->n_nets = 0;
-	for (unsigned i = 0; i < d->n_files; i++) {
-		struct leases_file *lf = &d->files[i];
-		FILE *f = st[i].st_ino ? fopen(lf->path, "r") : NULL;
-		int ferr = f ? read_leases(d, f) : st[i].st_ino ? -errno : 0;
+	if (changed) {
+		d->n_leases = d->n_nets = 0;
+		for (unsigned i = 0; i < d->n_files; i++) {
+			struct leases_file *lf = &d->files[i];
+			FILE *f = st[i].st_ino ? fopen(lf->path, "r") : NULL;
 
-		if (f)
-			fclose(f);
-		if (ferr && !err)
-			err = ferr;
-		/* Read again next time if this time went wrong. */
-		lf->ino = ferr ? 0 : st[i].st_ino;
-		lf->size = st[i].st_size;
-		lf->mtim = st[i].st_mtim;
+			if (f) {
+				lf->err = read_leases(d, f);
+				fclose(f);
+			} else if (st[i].st_ino) {
+				lf->err = -errno;
+			}
+			/* Read again next time if this time went wrong. */
+			lf->ino = lf->err ? 0 : st[i].st_ino;
+			lf->size = st[i].st_size;
+			lf->mtim = st[i].st_mtim;
+		}
+		leases_index(d);
+		assign_names(d);
 	}
-	leases_index(d);
-	assign_names(d);
+	for (unsigned i = 0; i < d->n_files && !err; i++)
+		err = d->files[i].err;
 	return err;
 }
 
 int devices_load_leases(struct devices *d, const char *path)
 {
 	if (path) {
+		int err;
+
 		d->n_files = 0;
-		return devices_add_leases(d, path);
+		err = devices_add_leases(d, path);
+		if (err)
+			return err;
 	}
 	return reload_leases(d);
 }
@@ -710,10 +743,16 @@ int devices_add_leases(struct devices *d, const char *path)
 	if (strlen(path) >= sizeof(lf->path))
 		return -ENAMETOOLONG;
 	lf = &d->files[d->n_files++];
+	memset(lf, 0, sizeof(*lf));
 	snprintf(lf->path, sizeof(lf->path), "%s", path);
 	for (unsigned i = 0; i < d->n_files; i++)
-		d->files[i].ino = 0; /* all read again, together */
-	return reload_leases(d);
+		d->files[i].ino = 0; /* all read again, together, at the next load */
+	return 0;
+}
+
+int devices_leases_error(const struct devices *d, unsigned i)
+{
+	return i < d->n_files ? d->files[i].err : -ENOENT;
 }
 
 /* root + path into buf when that file is readable there. */

@@ -52,7 +52,8 @@ void devices_label(const struct ispmon_dev_key *k, char *buf, size_t len);
 /*
  * Names from a DHCP leases file, the format told per line:
  *  - dnsmasq's ("EXPIRY MAC IP NAME CLIENT-ID", also OpenWrt's
- *    /tmp/dhcp.leases): by MAC;
+ *    /tmp/dhcp.leases): by MAC; its DHCPv6 lines ("EXPIRY IAID IPV6 NAME
+ *    DUID", after its "duid" line) like odhcpd's;
  *  - odhcpd's state file (OpenWrt's /tmp/hosts/odhcpd, lines "# IFACE DUID
  *    IAID NAME EXPIRY ID LEN ADDR/LEN..."): by the MAC inside a DUID-LL or
  *    DUID-LLT of Ethernet type (or of an "ipv4" lease), else by the IPv6
@@ -64,12 +65,15 @@ void devices_label(const struct ispmon_dev_key *k, char *buf, size_t len);
  * two MACs, or one that would label two devices at once, is not used.
  * Up to DEVICES_LEASE_FILES files are read together (OpenWrt: dnsmasq's
  * for IPv4, odhcpd's for IPv6). devices_load_leases(path) makes path the
- * only file, devices_add_leases() adds one; devices_load_leases(NULL)
- * reads them all again when one of them changed. 0 or -errno.
+ * only file and reads it; devices_add_leases() adds one to read at the
+ * next load; devices_load_leases(NULL) reads them all (again when one of
+ * them changed). 0 or -errno (the first file's error that has one);
+ * devices_leases_error() tells file i's (in the order added).
  */
 #define DEVICES_LEASE_FILES 2
 int devices_load_leases(struct devices *d, const char *path);
 int devices_add_leases(struct devices *d, const char *path);
+int devices_leases_error(const struct devices *d, unsigned i);
 /* The leases files at the usual places under root ("" for /, a scratch
  * directory in tests): the first of dnsmasq's, then odhcpd's, as found;
  * their paths into found; how many (at most max). */

@@ -590,16 +590,29 @@ static void load_leases(struct ispmon *m)
 	char found[CONFIG_MAX_LEASES][256];
 	unsigned n = m->cfg.n_leases ? m->cfg.n_leases
 				     : devices_find_leases_in("", found, CONFIG_MAX_LEASES);
+	const char *added[CONFIG_MAX_LEASES];
+	unsigned n_added = 0;
 
+	/* All registered first, then read once, together. */
 	for (unsigned i = 0; i < n; i++) {
 		const char *path = m->cfg.n_leases ? m->cfg.leases[i] : found[i];
 		int err = devices_add_leases(m->devices, path);
 
 		if (err)
-			log_warn("cannot read the leases file: its devices keep their MAC labels",
+			log_warn("cannot use the leases file: its devices keep their MAC labels",
 				 "path=%s err=\"%s\"", path, strerror(-err));
 		else
-			log_info("device names", "leases=%s", path);
+			added[n_added++] = path;
+	}
+	devices_load_leases(m->devices, NULL);
+	for (unsigned i = 0; i < n_added; i++) {
+		int err = devices_leases_error(m->devices, i);
+
+		if (err)
+			log_warn("cannot read the leases file: its devices keep their MAC labels",
+				 "path=%s err=\"%s\"", added[i], strerror(-err));
+		else
+			log_info("device names", "leases=%s", added[i]);
 	}
 }
 

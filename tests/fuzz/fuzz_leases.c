@@ -81,11 +81,14 @@ static void check_page(char *page)
 }
 
 static const char *const seeds[] = {
-	/* dnsmasq, "other" as a host name, a DHCPv6 line and the duid line */
+	/* dnsmasq, "other" as a host name, the duid line and DHCPv6 lines:
+	 * DUID-LL, DUID-EN for a temporary address, no DUID */
 	"1732560000 02:00:00:00:01:02 192.0.2.2 laptop 01:02:00:00:00:01:02\n"
 	"1732560000 02:00:00:00:01:03 192.0.2.3 other *\n"
 	"duid 00:01:00:01:2c:3a:1b:2c:02:00:00:00:00:fe\n"
-	"1732560000 1234 2001:db8:1::50 v6host 00:03:00:01:02:00:00:00:01:04\n",
+	"1732560000 1234 2001:db8:1::50 v6host 00:03:00:01:02:00:00:00:01:04\n"
+	"1732560000 T77 2001:db8:1::51 tmp-host 00:02:00:00:ab:11:01:02:03:04\n"
+	"0 4294967295 2001:db8:1::52 noclid *\n",
 	/* odhcpd: DUID-LLT, DUID-LL, DUID-EN by address, a delegated prefix,
 	 * an IPv4 lease, a hosts line, a broken name, no name */
 	"# lan0 000100012c3a1b2c020000000105 1a2b3c4d llt-host 1999999999 105 128 2001:db8:1::105/128\n"

@@ -738,7 +738,7 @@ static void test_leases(void)
 	inet_pton(AF_INET6, "2001:db8:1::14", k6.addr);
 	devices_commit(d, 1);
 
-	/* dnsmasq, with its DHCPv6 lines (no MAC: skipped). */
+	/* dnsmasq, with its DHCPv6 lines (by the DUID's MAC, or the address). */
 	snprintf(path, sizeof(path), "%s/dnsmasq.leases", root);
 	check(!write_file(path,
 			  "1700000000 02:00:00:00:00:01 192.0.2.11 laptop 01:02:00:00:00:00:01\n"
@@ -751,6 +751,12 @@ static void test_leases(void)
 			  "1700000000 02:00:00:00:00:07 192.0.2.17 - *\n"
 			  "duid 00:01:00:01:2c:3a:1b:2c:02:00:00:00:00:fe\n"
 			  "1700000000 1234 2001:db8:1::14 v6host 00:03:00:01:02:00:00:00:00:14\n"
+			  "1700000000 T77 2001:db8:1::999 tmp-host 00:02:00:00:ab:11:01:02:03:04\n"
+			  "0 4294967295 2001:db8:1::17 noclid *\n"
+			  "1700000000 12x4 2001:db8:1::18 bad-iaid 00:02:00:00:ab:11:01:02:03:05\n"
+			  "1700000000 5 2001:db8:1::18/64 bad-addr 00:02:00:00:ab:11:01:02:03:05\n"
+			  "1700000000 5 2001:db8:1:42::1 bad-duid 00:02:00:00:ab:1\n"
+			  "1700000000 5 2001:db8:1::16 * 00:03:00:01:02:00:00:00:00:16\n"
 			  "1700000000 2:0:0:0:0:14 192.0.2.18 short *\n"),
 	      "dnsmasq leases file written");
 	check(!devices_load_leases(d, path), "dnsmasq leases file read");
@@ -762,8 +768,15 @@ static void test_leases(void)
 	check(!strcmp(name_for(d, &k[3]), "02:00:00:00:00:06") && !strcmp(name_for(d, &k[4]), "02:00:00:00:00:07"),
 	      "dnsmasq: a name that reads as an IPv4 address, or \"-\", is not used (%s, %s)",
 	      name_for(d, &k[3]), name_for(d, &k[4]));
-	check(!strcmp(name_for(d, &k[8]), "02:00:00:00:00:14"),
-	      "dnsmasq: DHCPv6 lines and MACs without two digits a byte are skipped (%s)", name_for(d, &k[8]));
+	check(!strcmp(name_for(d, &k[8]), "v6host"),
+	      "dnsmasq DHCPv6: a DUID-LL names by its MAC; a MAC without two digits a byte is no lease (%s)",
+	      name_for(d, &k[8]));
+	check(!strcmp(name_for(d, &k[5]), "tmp-host") && !strcmp(name_for(d, &k[11]), "noclid"),
+	      "dnsmasq DHCPv6: a DUID-EN (temporary address) and no DUID name by the address (%s, %s)",
+	      name_for(d, &k[5]), name_for(d, &k[11]));
+	check(!strcmp(name_for(d, &k[12]), "02:00:00:00:00:18") && !strcmp(name_for(d, &k[9]), "02:00:00:00:00:16"),
+	      "dnsmasq DHCPv6: a bad IAID, a prefix for an address, odd DUID hex or no name: no lease (%s, %s)",
+	      name_for(d, &k[12]), name_for(d, &k[9]));
 
 	/* odhcpd: every kind of lease, and malformed ones. */
 	snprintf(path, sizeof(path), "%s/odhcpd", root);
@@ -862,6 +875,9 @@ static void test_leases(void)
 	 * set order. */
 	err = devices_load_leases(d, found[0]);
 	err = err ? err : devices_add_leases(d, found[1]);
+	check(!err && !strcmp(name_for(d, &k[1]), "from-dnsmasq") && !strcmp(name_for(d, &k[0]), "02:00:00:00:00:01"),
+	      "a file added is read at the next load (%s, %s)", name_for(d, &k[1]), name_for(d, &k[0]));
+	err = err ? err : devices_load_leases(d, NULL);
 	check(!err && !strcmp(name_for(d, &k[0]), "found-me") && !strcmp(name_for(d, &k[1]), "from-dnsmasq"),
 	      "both files name their devices (%s from odhcpd's, %s from dnsmasq's)", name_for(d, &k[0]),
 	      name_for(d, &k[1]));
@@ -876,6 +892,10 @@ static void test_leases(void)
 		      !strcmp(name_for(d, &k[1]), "02:00:00:00:00:03"),
 	      "one file gone: an error, and the other still names its device (%s, %s)", name_for(d, &k[0]),
 	      name_for(d, &k[1]));
+	check(devices_leases_error(d, 0) == -ENOENT && devices_leases_error(d, 1) == 0 &&
+		      devices_leases_error(d, 2) == -ENOENT,
+	      "the error is the gone file's, not the other's (%d, %d)", devices_leases_error(d, 0),
+	      devices_leases_error(d, 1));
 	snprintf(path, sizeof(path), "%s/tmp/hosts/odhcpd", root);
 	unlink(path);
 	snprintf(path, sizeof(path), "%s/tmp/hosts", root);
