@@ -15,14 +15,18 @@
 #include "rtt.h"
 
 #define RTT_SLOT_S 60.0 /* per-device RTT quantiles cover 60-120 s */
+#define DEV_BATCH 64     /* device table entries read per system call */
 
 struct dev_entry {
 	struct ispmon_dev_key key;
-	/* Kernel reading this round (summed over CPUs and interfaces), the
-	 * previous one, and what earlier evicted incarnations had counted. */
-	struct ispmon_dev_stats now, last, base;
-	bool seen;     /* read this round */
-	unsigned read_pass; /* the last devices_read() walk that read it */
+	/* Two kernel parts, each summed over CPUs and interfaces: the LRU
+	 * table's entry, which can be evicted and re-created, and the cache
+	 * slots, which only grow. Each is read this round (map_now,
+	 * slots_now) and kept as of the last commit (map, slots); a part not
+	 * read this round (a walk cut short) keeps its last reading. last is
+	 * both at the last commit; base what evicted incarnations counted. */
+	struct ispmon_dev_stats map_now, map, slots_now, slots, last, base;
+	bool map_seen, slots_seen; /* read this round */
 	bool exported; /* has its own label */
 	/* rate over the last commit interval, bytes/s per direction */
 	double rate[ISPMON_DIR_MAX];
@@ -57,11 +61,13 @@ struct devices {
 	uint64_t other_bytes[ISPMON_DIR_MAX], other_packets[ISPMON_DIR_MAX];
 	bool have_other;
 	struct ispmon_dev_stats *pcpu;
+	/* one batch read of the device table: DEV_BATCH keys x CPUs */
+	struct ispmon_dev_key *batch_keys;
+	struct ispmon_dev_stats *batch_vals;
 	/* one batch read of the slot cache: slots x CPUs */
 	struct ispmon_dev_slot *slots;
 	__u32 *slot_keys;
 	int ncpu;
-	unsigned pass; /* devices_read() walks so far */
 	double last_slot, last_commit;
 	/* Host names from the leases file: by MAC, and by the IPv6
 	 * addresses (or delegated prefixes) of odhcpd's leases. */
@@ -96,7 +102,10 @@ int devices_new(unsigned max_devices, struct devices **out)
 		d->slots = calloc((size_t)d->ncpu * ISPMON_DEV_CACHE_SLOTS, sizeof(*d->slots));
 	}
 	d->slot_keys = calloc(ISPMON_DEV_CACHE_SLOTS, sizeof(*d->slot_keys));
-	if (!d->tab || !d->pcpu || !d->slots || !d->slot_keys) {
+	d->batch_keys = calloc(DEV_BATCH, sizeof(*d->batch_keys));
+	if (d->ncpu > 0)
+		d->batch_vals = calloc((size_t)d->ncpu * DEV_BATCH, sizeof(*d->batch_vals));
+	if (!d->tab || !d->pcpu || !d->slots || !d->slot_keys || !d->batch_keys || !d->batch_vals) {
 		devices_free(d);
 		return -ENOMEM;
 	}
@@ -112,6 +121,8 @@ void devices_free(struct devices *d)
 	free(d->pcpu);
 	free(d->slots);
 	free(d->slot_keys);
+	free(d->batch_keys);
+	free(d->batch_vals);
 	free(d);
 }
 
@@ -120,6 +131,11 @@ unsigned devices_count(const struct devices *d) { return d->n; }
 static bool has_ipv6(const struct ispmon_dev_stats *s)
 {
 	return s->ipv6[0] || s->ipv6[1] || s->ipv6[2] || s->ipv6[3];
+}
+
+static uint64_t stats_bytes(const struct ispmon_dev_stats *s)
+{
+	return s->bytes[0] + s->bytes[1];
 }
 
 static void stats_add(struct ispmon_dev_stats *a, const struct ispmon_dev_stats *b)
@@ -182,6 +198,26 @@ static struct dev_entry *add(struct devices *d, const struct ispmon_dev_key *k)
 	return e;
 }
 
+/* A reading of a device's LRU entry or of one of its cache slots. */
+static void ingest(struct devices *d, const struct ispmon_dev_key *key,
+		   const struct ispmon_dev_stats *sum, bool slot)
+{
+	struct dev_entry *e = find(d, key);
+	struct ispmon_dev_stats *now;
+	bool *seen;
+
+	if (!e)
+		e = add(d, key);
+	if (!e)
+		return;
+	now = slot ? &e->slots_now : &e->map_now;
+	seen = slot ? &e->slots_seen : &e->map_seen;
+	if (!*seen)
+		memset(now, 0, sizeof(*now));
+	stats_add(now, sum);
+	*seen = true;
+}
+
 /* The cache's slots hold whole devices of one CPU each: every used one is a
  * reading of its device. Slots are never given up, so nothing is lost. */
 static int read_cache(struct devices *d, int fd)
@@ -197,55 +233,63 @@ static int read_cache(struct devices *d, int fd)
 			const struct ispmon_dev_slot *s = &d->slots[(size_t)i * (size_t)d->ncpu + (size_t)c];
 
 			if (s->used)
-				devices_ingest(d, &s->key, &s->st);
+				ingest(d, &s->key, &s->st, true);
 		}
 	return 0;
 }
 
+/* One device's LRU entry: its value on every CPU. */
+static void ingest_map(struct devices *d, const struct ispmon_dev_key *key,
+		       const struct ispmon_dev_stats *pcpu)
+{
+	struct ispmon_dev_stats sum = {0};
+
+	for (int c = 0; c < d->ncpu; c++)
+		stats_add(&sum, &pcpu[c]);
+	ingest(d, key, &sum, false);
+}
+
+/* The table in batches (kernel 5.6; the TC programs need 5.11): the kernel
+ * goes bucket by bucket, so an entry present all along is read once, and
+ * one evicted meanwhile costs nothing. A walk key by key starts over from
+ * the first key whenever the key it stands on is evicted, and under heavy
+ * churn did not get through. On an error the devices not read keep their
+ * last reading. */
+static int read_batch(struct devices *d, int fd)
+{
+	__u32 token = 0; /* where the next batch starts: the kernel reads it, then writes it */
+
+	for (unsigned round = 0; round < 4 * DEVICES_TABLE_MAX; round++) {
+		__u32 count = DEV_BATCH;
+		int err = bpf_map_lookup_batch(fd, round ? &token : NULL, &token, d->batch_keys,
+					       d->batch_vals, &count, NULL);
+
+		if (err && err != -ENOENT)
+			return err;
+		for (__u32 i = 0; i < count && i < DEV_BATCH; i++)
+			ingest_map(d, &d->batch_keys[i], &d->batch_vals[(size_t)i * (size_t)d->ncpu]);
+		if (err == -ENOENT)
+			return 0;
+	}
+	return -E2BIG;
+}
+
 int devices_read(struct devices *d, int map_fd, int cache_fd)
 {
-	struct ispmon_dev_key key, next;
-	void *prev = NULL;
-	unsigned steps = 0;
+	int err = read_batch(d, map_fd);
 
-	d->pass++;
-	/* An entry evicted under the walk makes the kernel start it over
-	 * from the first key: keys already read come again. Take each once
-	 * (and bound the walk). */
-	while (!bpf_map_get_next_key(map_fd, prev, &next) && steps++ < 4 * DEVICES_TABLE_MAX) {
-		struct ispmon_dev_stats sum = {0};
-		struct dev_entry *e;
+	if (cache_fd >= 0) {
+		int cerr = read_cache(d, cache_fd);
 
-		key = next;
-		prev = &key;
-		e = find(d, &key);
-		if (e && e->read_pass == d->pass)
-			continue;
-		if (bpf_map_lookup_elem(map_fd, &key, d->pcpu))
-			continue; /* evicted meanwhile */
-		for (int c = 0; c < d->ncpu; c++)
-			stats_add(&sum, &d->pcpu[c]);
-		devices_ingest(d, &key, &sum);
-		e = find(d, &key);
-		if (e)
-			e->read_pass = d->pass;
+		err = err ? err : cerr;
 	}
-	return cache_fd >= 0 ? read_cache(d, cache_fd) : 0;
+	return err;
 }
 
 void devices_ingest(struct devices *d, const struct ispmon_dev_key *key,
 		    const struct ispmon_dev_stats *sum)
 {
-	struct dev_entry *e = find(d, key);
-
-	if (!e)
-		e = add(d, key);
-	if (!e)
-		return;
-	if (!e->seen)
-		memset(&e->now, 0, sizeof(e->now));
-	stats_add(&e->now, sum);
-	e->seen = true;
+	ingest(d, key, sum, false);
 }
 
 static uint64_t total_bytes(const struct dev_entry *e)
@@ -292,13 +336,20 @@ void devices_commit(struct devices *d, double now_s)
 	for (unsigned i = 0; i < d->n; i++) {
 		struct dev_entry *e = &d->tab[i];
 
-		if (e->seen) {
+		if (e->map_seen) {
 			/* Fewer bytes than last time: the kernel evicted and
 			 * re-created the entry; keep what the old one had. */
-			if (e->now.bytes[0] + e->now.bytes[1] < e->last.bytes[0] + e->last.bytes[1])
-				stats_add(&e->base, &e->last);
-			e->last = e->now;
-			e->seen = false;
+			if (stats_bytes(&e->map_now) < stats_bytes(&e->map))
+				stats_add(&e->base, &e->map);
+			e->map = e->map_now;
+		}
+		/* Slots only grow: fewer bytes is a batch read cut short. */
+		if (e->slots_seen && stats_bytes(&e->slots_now) >= stats_bytes(&e->slots))
+			e->slots = e->slots_now;
+		if (e->map_seen || e->slots_seen) {
+			e->last = e->map;
+			stats_add(&e->last, &e->slots);
+			e->map_seen = e->slots_seen = false;
 		}
 		if (new_slot) {
 			struct ispmon_dev_stats tot = e->base;

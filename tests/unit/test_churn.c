@@ -556,6 +556,62 @@ static void test_device_address_merge(void)
 	flow_bpf__destroy(skel);
 }
 
+/*
+ * A device with a cache slot on one CPU and a table entry from another:
+ * its entry evicted (and not re-created yet) must not count the slot
+ * twice, a new entry adds to what the old one had, and the slot goes on.
+ */
+static void test_device_parts(void)
+{
+	struct flow_bpf *skel = flow_bpf__open();
+	struct ispmon_dev_key key = dev_key_of(0x0f01);
+	__u32 slot = ispmon_dev_slot_of(&key);
+	unsigned ncpu = (unsigned)libbpf_num_possible_cpus();
+	struct ispmon_dev_slot *sl = NULL;
+	struct ispmon_dev_stats *v = NULL;
+	struct devices *d = NULL;
+	long long got[4];
+	int mfd, cfd;
+
+	if (!skel || flow_bpf__load(skel) || devices_new(8, &d) ||
+	    !(sl = calloc(ncpu, sizeof(*sl))) || !(v = calloc(ncpu, sizeof(*v)))) {
+		check(false, "device parts: programs load");
+		goto out;
+	}
+	mfd = bpf_map__fd(skel->maps.devices);
+	cfd = bpf_map__fd(skel->maps.dev_cache);
+	/* the slot on CPU 0, the table entry on the last CPU (or CPU 0) */
+	sl[0] = (struct ispmon_dev_slot){.key = key, .used = 1, .st = {.bytes = {0, 500}, .packets = {0, 5}}};
+	v[ncpu - 1] = (struct ispmon_dev_stats){.bytes = {0, 1000}, .packets = {0, 10}};
+	bpf_map_update_elem(cfd, &slot, sl, BPF_ANY);
+	bpf_map_update_elem(mfd, &key, v, BPF_ANY);
+	devices_read(d, mfd, cfd);
+	devices_commit(d, 1);
+	got[0] = rendered_bytes(d, 0x0f01);
+	bpf_map_delete_elem(mfd, &key); /* evicted */
+	devices_read(d, mfd, cfd);
+	devices_commit(d, 2);
+	got[1] = rendered_bytes(d, 0x0f01);
+	v[ncpu - 1].bytes[1] = 200; /* re-created, counting afresh */
+	bpf_map_update_elem(mfd, &key, v, BPF_ANY);
+	devices_read(d, mfd, cfd);
+	devices_commit(d, 3);
+	got[2] = rendered_bytes(d, 0x0f01);
+	sl[0].st.bytes[1] = 800;
+	bpf_map_update_elem(cfd, &slot, sl, BPF_ANY);
+	devices_read(d, mfd, cfd);
+	devices_commit(d, 4);
+	got[3] = rendered_bytes(d, 0x0f01);
+	check(got[0] == 1500 && got[1] == 1500 && got[2] == 1700 && got[3] == 2000,
+	      "device parts: slot + entry 1500, entry evicted 1500, re-created 1700, slot grown 2000 "
+	      "(%lld, %lld, %lld, %lld)", got[0], got[1], got[2], got[3]);
+out:
+	free(sl);
+	free(v);
+	devices_free(d);
+	flow_bpf__destroy(skel);
+}
+
 int main(void)
 {
 	struct churn c = {0};
@@ -724,6 +780,7 @@ int main(void)
 	test_device_churn();
 	test_device_cache();
 	test_device_address_merge();
+	test_device_parts();
 	printf("%d passed, %d failed\n", n_pass, n_fail);
 	return n_fail ? 1 : 0;
 }
