@@ -56,7 +56,6 @@ start_demo() {
 	done
 	return 1
 }
-jqe() { jq -e "$@" >/dev/null; }
 # sessions PID: the sessions of PID and every process under it.
 sessions() {
 	ps -eo pid=,ppid=,sid= | awk -v root="$1" '{ par[$1] = $2; sid[$1] = $3 }
@@ -91,7 +90,7 @@ base=${URL%/}
 check "the status page answers from this machine at $URL" \
 	bash -c "curl -sf --max-time 5 '$base/' | grep -q 'data-collections=\"[1-9]'"
 check "... and /api/status and /metrics" bash -c \
-	"curl -sf --max-time 5 '$base/api/status' | jq -e '.devices.enabled' >/dev/null &&
+	"curl -sf --max-time 5 '$base/api/status' | jqe '.devices.enabled' &&
 	 curl -sf --max-time 5 '$base/metrics' | grep -q '^ispmon_collections_total [1-9]'"
 prom=$(awk '$1 == "Prometheus" { print $2 }' "$TMP/demo.log")
 check "Prometheus answers from this machine at $prom" curl -sf --max-time 5 -o /dev/null "${prom%/}/-/ready"
@@ -237,7 +236,7 @@ check "a speed test ran: $(jq .speedtest.download.bytes_per_second "$J") B/s dow
 cap1=$(mv_ "$b1" 'ispmon_passive_capacity_bytes_per_second{direction="download"}')
 check "capacity from the bulk transfers: $(mbit "${cap1:-0}") before the outage (0.6 .. 1.05 x 50 Mbit/s), $(mbit "$(jq .capacity.bytes_per_second.download "$J")") at the end (0.6 x 20 .. 1.05 x 50), grade $(jq -r .bufferbloat.grade "$J")" \
 	bash -c "awk -v c='${cap1:-0}' 'BEGIN { exit !(c >= 0.6 * 6.25e6 && c <= 1.05 * 6.25e6) }' &&
-		jq -e '.capacity.bytes_per_second.download >= 0.6 * 2.5e6 and .capacity.bytes_per_second.download <= 1.05 * 6.25e6 and .bufferbloat.grade != null' '$J' >/dev/null"
+		jqe '.capacity.bytes_per_second.download >= 0.6 * 2.5e6 and .capacity.bytes_per_second.download <= 1.05 * 6.25e6 and .bufferbloat.grade != null' '$J'"
 check "the status page was saved with its figures" grep -q 'data-metric="ispmon_outages_total" data-value="1"' "$TMP/out/status.html"
 q() { sed -n "${1}p" "$TMP/out/prometheus.jsonl"; }
 qv() { q "$1" | jq -r '.data.result[0].value[1]'; }

@@ -143,11 +143,11 @@ for _ in $(seq 1 100); do
 done
 check "Prometheus scrapes ispmon (up == 1)" [ "$(q 'up{job="ispmon"}' | jq -r '.data.result[0].value[1] // ""')" = 1 ]
 for _ in $(seq 1 50); do
-	r curl -s "http://$PROM/api/v1/alertmanagers" | jq -e '.data.activeAlertmanagers | length > 0' >/dev/null && break
+	r curl -s "http://$PROM/api/v1/alertmanagers" | jqe '.data.activeAlertmanagers | length > 0' && break
 	sleep 0.1
 done
 check "Prometheus sends alerts to the Alertmanager" bash -c \
-	"ip netns exec $NS_ROUTER curl -s http://$PROM/api/v1/alertmanagers | jq -e '.data.activeAlertmanagers | length > 0' >/dev/null"
+	"ip netns exec $NS_ROUTER curl -s http://$PROM/api/v1/alertmanagers | jqe '.data.activeAlertmanagers | length > 0'"
 
 # The first speed test (1 s after start, idle line, 3 s per direction).
 for _ in $(seq 1 60); do
@@ -257,11 +257,11 @@ ok "WAN link cut"
 t_prom= t_am= t_hook=
 for _ in $(seq 1 300); do
 	if [ -z "$t_prom" ] && r curl -s "http://$PROM/api/v1/alerts" |
-		jq -e '.data.alerts | any(.labels.alertname == "InternetDown" and .state == "firing")' >/dev/null; then
+		jqe '.data.alerts | any(.labels.alertname == "InternetDown" and .state == "firing")'; then
 		t_prom=$(elapsed "$cut")
 	fi
 	if [ -z "$t_am" ] && r curl -s "http://$AM/api/v2/alerts?filter=alertname%3D%22InternetDown%22" |
-		jq -e 'any(.status.state == "active")' >/dev/null 2>&1; then
+		jqe 'any(.status.state == "active")'; then
 		t_am=$(elapsed "$cut")
 	fi
 	if [ -z "$t_hook" ] && [ -n "$(sink_lines InternetDown firing)" ]; then
@@ -276,7 +276,7 @@ check "the webhook receives InternetDown (${t_hook:-not within 60} s)" [ -n "$t_
 msg=$(sink_lines InternetDown firing | head -n1)
 if [ -n "$msg" ]; then
 	cp "$TMP/webhook.jsonl" tests/artifacts/e2e-ops-webhook.jsonl 2>/dev/null
-	jqs() { jq -e "$1" <<<"$msg" >/dev/null; }
+	jqs() { jqe "$1" <<<"$msg"; }
 	check "... as the phone push: receiver phone-push, severity critical" \
 		jqs '.receiver == "phone-push" and (.alerts[0].labels.severity == "critical")'
 	check "... with its summary and runbook (description with Check:/Fix:)" \

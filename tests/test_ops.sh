@@ -41,8 +41,6 @@ run() {
 same() { [ "$(sort -u <<<"$1")" = "$(sort -u <<<"$2")" ]; }
 # missing_from NEEDLES HAYSTACK: the needles (lines) not in the haystack (lines).
 missing_from() { comm -23 <(sort -u <<<"$1" | sed '/^$/d') <(sort -u <<<"$2"); }
-# jqe FILTER FILE: jq -e, quietly.
-jqe() { jq -e "$@" >/dev/null; }
 port_of() { sed -E 's#.*:([0-9]+)(/.*)?$#\1#' <<<"$1"; }
 
 # ---------------------------------------------------------------- Prometheus

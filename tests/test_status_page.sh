@@ -60,7 +60,6 @@ mkdir -p "$ART"
 r() { ip netns exec "$NS_ROUTER" "$@"; }
 lan() { ip netns exec "$NS_LAN" "$@"; }
 get() { r curl -sf --max-time 5 "$URL$1"; }
-jqe() { jq -e "$@" >/dev/null 2>&1; }
 # The collection a /metrics page, HTML page or JSON comes from.
 gen_metrics() { awk '$1 == "ispmon_collections_total" { print $2 }' "$1"; }
 gen_html() { grep -o '<body data-collections="[0-9]*"' "$1" | grep -o '[0-9]*'; }
@@ -158,8 +157,8 @@ PIDS+=($!)
 
 # The first speed test (1 s after start, 3 s per direction).
 for _ in $(seq 1 60); do
-	get /api/status >"$TMP/s.json" && jq -e '.speedtest.upload != null and (.speedtest.running | not)' \
-		"$TMP/s.json" >/dev/null && break
+	get /api/status >"$TMP/s.json" && jqe '.speedtest.upload != null and (.speedtest.running | not)' \
+		"$TMP/s.json" && break
 	sleep 0.5
 done
 check "the speed test ran against the testbed server" jqe '.speedtest.download.bytes_per_second > 1e6' "$TMP/s.json"
@@ -168,8 +167,8 @@ sleep 8 # idle, with pings and small transfers: the idle RTT baseline
 lan timeout 30 iperf3 -c "$SRV_IP4" -p "$IPERF_PORT" -t 14 -R -C cubic >/dev/null 2>&1
 lan timeout 30 iperf3 -c "$SRV_IP4" -p "$IPERF_PORT" -t 10 -C cubic >/dev/null 2>&1
 for _ in $(seq 1 20); do
-	get /api/status >"$TMP/s.json" && jq -e '.capacity.bytes_per_second.download != null and .bufferbloat.grade != null' \
-		"$TMP/s.json" >/dev/null && break
+	get /api/status >"$TMP/s.json" && jqe '.capacity.bytes_per_second.download != null and .bufferbloat.grade != null' \
+		"$TMP/s.json" && break
 	sleep 0.5
 done
 check "capacity estimate ($(jq -r '.capacity.bytes_per_second.download' "$TMP/s.json") B/s) and grade ($(jq -r '.bufferbloat.grade' "$TMP/s.json")) after the bulk transfers" \
@@ -181,7 +180,7 @@ lost_before=$(jq '[.ping.targets[].lost] | add' "$TMP/before.json")
 cut=$(date +%s.%N)
 netlab_link down || { not_ok "WAN link cut"; exit 1; }
 for _ in $(seq 1 40); do
-	get /api/status >"$TMP/down.json" && jq -e '.verdict.state == "down"' "$TMP/down.json" >/dev/null && break
+	get /api/status >"$TMP/down.json" && jqe '.verdict.state == "down"' "$TMP/down.json" && break
 	sleep 0.25
 done
 t_down=$(awk -v c="$cut" -v n="$(date +%s.%N)" 'BEGIN { printf "%.1f", n - c }')
@@ -196,7 +195,7 @@ arp=$(ip -n "$NS_ROUTER" neigh show "$WAN_GW_IP4" dev "$ROUTER_WAN_IF" | awk '{ 
 netlab_link up || { not_ok "WAN link restored"; exit 1; }
 cut_s=$(awk -v c="$cut" -v n="$(date +%s.%N)" 'BEGIN { printf "%.2f", n - c }')
 for _ in $(seq 1 40); do
-	get /api/status >"$TMP/s.json" && jq -e '.outages.internet_up == true' "$TMP/s.json" >/dev/null && break
+	get /api/status >"$TMP/s.json" && jqe '.outages.internet_up == true' "$TMP/s.json" && break
 	sleep 0.25
 done
 sleep 2.5 # a collection with the link back
@@ -268,7 +267,7 @@ check "RTT medians near the emulated truth: WAN $(jq .rtt.wan.median_seconds "$J
 
 # ---------------------------------------------------------------- /api/status
 check "/api/status is application/json and valid JSON" bash -c \
-	"ip netns exec $NS_ROUTER curl -sf -o /dev/null -w '%{content_type}' $URL/api/status | grep -qx application/json && jq -e . '$J' >/dev/null"
+	"ip netns exec $NS_ROUTER curl -sf -o /dev/null -w '%{content_type}' $URL/api/status | grep -qx application/json && [ -s '$J' ] && jq -e . '$J' >/dev/null"
 jm() { same "$(jq -r "$1" "$J")" "$(val "$M" "$2")"; } # JQ_EXPR METRIC: the JSON figure is the sample
 bad=
 while read -r e m; do
@@ -296,9 +295,9 @@ check "HTML and JSON agree: verdict $(jq -r .verdict.state "$J"), $(jq .outages.
 
 # ---------------------------------------------------------------- escaping
 check "the hostile interface name is escaped in HTML and intact in JSON" bash -c \
-	"grep -q 'l&lt;i&gt;&quot;&amp;' '$H' && ! grep -qF '$EVIL_IF' '$H' && jq -e '.interfaces.lan[0] == \"l<i>\\\"&\"' '$J' >/dev/null"
+	"grep -q 'l&lt;i&gt;&quot;&amp;' '$H' && ! grep -qF '$EVIL_IF' '$H' && jqe '.interfaces.lan[0] == \"l<i>\\\"&\"' '$J'"
 check "the hostile leases name never reaches the page (the device is its MAC)" bash -c \
-	"! grep -qiF '<script' '$H' && ! grep -qF 'alert(1)' '$H' && jq -e '.devices.top[0].device == \"$LAN_MAC\"' '$J' >/dev/null"
+	"! grep -qiF '<script' '$H' && ! grep -qF 'alert(1)' '$H' && jqe '.devices.top[0].device == \"$LAN_MAC\"' '$J'"
 
 # ---------------------------------------------------------------- the browser
 # The DOM Chromium builds: its figures against /metrics fetched right after

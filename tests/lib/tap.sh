@@ -42,5 +42,14 @@ quiet_moment() {
 	return 1
 }
 
+# jqe FILTER [JQ ARGS / FILES...]: jq's every result is true, and it has
+# one at least. (jq -e alone exits 0 on empty input: a page or reply that
+# never came would pass.)
+jqe() {
+	local out
+	out=$(jq "$@" 2>/dev/null) && [ -n "$out" ] && ! grep -qvx true <<<"$out"
+}
+export -f jqe
+
 # Exit status for the end of a test script.
 tap_exit() { [ "$TAP_FAILED" -eq 0 ]; }

@@ -263,6 +263,8 @@ static int jq_ok(const char *json, const char *filter)
 	char in[] = "/tmp/ispmon-json-XXXXXX", prog[] = "/tmp/ispmon-jq-XXXXXX";
 	int rc = -1;
 
+	if (!json || !*json)
+		return 0; /* jq -e passes on empty input */
 	if (!write_file(in, json) && !write_file(prog, filter)) {
 		char cmd[128];
 
