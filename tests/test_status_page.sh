@@ -362,8 +362,8 @@ check "desktop (1280 px): nothing past the edges, $(jq .height "$TMP/desktop.jso
 check "no console message at either width$(jq -rs '[.[].console[]][:2] | if length > 0 then ": " + join(" | ") else "" end' "$TMP/phone.json" "$TMP/desktop.json" | head -c 300)" \
 	jqe -s '[.[].console[]] == []' "$TMP/phone.json" "$TMP/desktop.json"
 check "whole-page screenshots kept: $(file -b "$ART/status-desktop.png" | cut -d, -f2), $(file -b "$ART/status-phone.png" | cut -d, -f2) in tests/artifacts/" \
-	bash -c "file -b '$ART/status-desktop.png' | grep -q 'PNG image data, 1280 x $(jq .height "$TMP/desktop.json")' &&
-		file -b '$ART/status-phone.png' | grep -q 'PNG image data, 390 x $(jq .height "$TMP/phone.json")' &&
+	bash -c "file -b '$ART/status-desktop.png' | grep -q 'PNG image data, 1280 x $(jq '.height // "?"' "$TMP/desktop.json"),' &&
+		file -b '$ART/status-phone.png' | grep -q 'PNG image data, 390 x $(jq '.height // "?"' "$TMP/phone.json"),' &&
 		[ \$(stat -c %s '$ART/status-desktop.png') -gt 50000 ]"
 
 # Both checks can fail: the served page with an inline script (the CSP

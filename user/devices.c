@@ -23,8 +23,9 @@ struct dev_entry {
 	 * table's entry, which can be evicted and re-created, and the cache
 	 * slots, which only grow. Each is read this round (map_now,
 	 * slots_now) and kept as of the last commit (map, slots); a part not
-	 * read this round (a walk cut short) keeps its last reading. last is
-	 * both at the last commit; base what evicted incarnations counted. */
+	 * read this round (evicted, or a read that failed) keeps its last
+	 * reading. last is both at the last commit; base what evicted
+	 * incarnations counted. */
 	struct ispmon_dev_stats map_now, map, slots_now, slots, last, base;
 	bool map_seen, slots_seen; /* read this round */
 	bool exported; /* has its own label */
