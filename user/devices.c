@@ -61,7 +61,6 @@ struct devices {
 	/* Traffic of devices while outside the top-N: only ever grows. */
 	uint64_t other_bytes[ISPMON_DIR_MAX], other_packets[ISPMON_DIR_MAX];
 	bool have_other;
-	struct ispmon_dev_stats *pcpu;
 	/* one batch read of the device table: DEV_BATCH keys x CPUs */
 	struct ispmon_dev_key *batch_keys;
 	struct ispmon_dev_stats *batch_vals;
@@ -99,14 +98,12 @@ int devices_new(unsigned max_devices, struct devices **out)
 	d->last_slot = -1;
 	d->tab = calloc(DEVICES_TABLE_MAX, sizeof(*d->tab));
 	if (d->ncpu > 0) {
-		d->pcpu = calloc((size_t)d->ncpu, sizeof(*d->pcpu));
 		d->slots = calloc((size_t)d->ncpu * ISPMON_DEV_CACHE_SLOTS, sizeof(*d->slots));
+		d->batch_vals = calloc((size_t)d->ncpu * DEV_BATCH, sizeof(*d->batch_vals));
 	}
 	d->slot_keys = calloc(ISPMON_DEV_CACHE_SLOTS, sizeof(*d->slot_keys));
 	d->batch_keys = calloc(DEV_BATCH, sizeof(*d->batch_keys));
-	if (d->ncpu > 0)
-		d->batch_vals = calloc((size_t)d->ncpu * DEV_BATCH, sizeof(*d->batch_vals));
-	if (!d->tab || !d->pcpu || !d->slots || !d->slot_keys || !d->batch_keys || !d->batch_vals) {
+	if (!d->tab || !d->slots || !d->slot_keys || !d->batch_keys || !d->batch_vals) {
 		devices_free(d);
 		return -ENOMEM;
 	}
@@ -119,7 +116,6 @@ void devices_free(struct devices *d)
 	if (!d)
 		return;
 	free(d->tab);
-	free(d->pcpu);
 	free(d->slots);
 	free(d->slot_keys);
 	free(d->batch_keys);
