@@ -92,6 +92,10 @@ start() {
 	ip netns exec "$P-rt" "$BIN" --iface wan0 --lan-iface lan0 --interval 200ms --no-ping \
 		--no-speedtest --leases "$TMP/leases" "$@" >/dev/null 2>"$TMP/err" &
 	PID=$!
+	wait_up
+}
+# wait_up: until ispmon's /metrics answers in rt (30 s at most).
+wait_up() {
 	for _ in $(seq 1 300); do x rt curl -sf -o /dev/null http://127.0.0.1:8000/metrics && return 0; sleep 0.1; done
 	return 1
 }
@@ -240,7 +244,7 @@ unshare -m sh -c 'l=$(cat "$3") && exec 3<"$2" && mount -t tmpfs tmpfs /tmp && m
 	exec ip netns exec "$1" /tmp/ispmon --iface wan0 --lan-iface lan0 --interval 200ms --no-ping --no-speedtest' \
 	sh "$P-rt" "$BIN" "$TMP/dhcp.leases" <"$TMP/odhcpd" >/dev/null 2>"$TMP/err" &
 PID=$!
-for _ in $(seq 1 300); do x rt curl -sf -o /dev/null http://127.0.0.1:8000/metrics && break; sleep 0.1; done
+wait_up
 x d1 ping -c 2 -i 0.2 -W 1 -q 192.0.2.1 >/dev/null
 x d2 ping -6 -c 2 -i 0.2 -W 1 -q 2001:db8:d::1 >/dev/null
 scrape

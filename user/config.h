@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "devices.h"
 #include "log.h"
 #include "ping.h"
 #include "speedtest.h"
@@ -20,7 +21,7 @@ struct listen_addr {
 };
 
 #define CONFIG_MAX_LAN 4
-#define CONFIG_MAX_LEASES 2 /* dnsmasq's (IPv4) and odhcpd's (IPv6) */
+#define CONFIG_MAX_LEASES DEVICES_LEASE_FILES /* dnsmasq's (IPv4) and odhcpd's (IPv6) */
 #define CONFIG_MAX_PING PING_MAX_TARGETS
 
 struct config {

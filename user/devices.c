@@ -829,30 +829,29 @@ unsigned devices_find_leases_in(const char *root, char found[][256], unsigned ma
 	return n;
 }
 
-static void name_of(const struct devices *d, const struct dev_entry *e, char *buf, size_t len)
+/* Lease l's host name, or the key's label without one (l < 0). */
+static void lease_name(const struct devices *d, int l, const struct ispmon_dev_key *k, char *buf,
+		       size_t len)
 {
-	int l = e->exported ? e->lease : lease_for(d, &e->key, addr_stats(e));
-
 	if (l >= 0)
 		snprintf(buf, len, "%s", d->leases[l].name);
 	else
-		devices_label(&e->key, buf, len);
+		devices_label(k, buf, len);
+}
+
+static void name_of(const struct devices *d, const struct dev_entry *e, char *buf, size_t len)
+{
+	lease_name(d, e->exported ? e->lease : lease_for(d, &e->key, addr_stats(e)), &e->key, buf, len);
 }
 
 void devices_name(const struct devices *d, const struct ispmon_dev_key *k, char *buf, size_t len)
 {
 	const struct dev_entry *e = find(d, k);
-	int l;
 
-	if (e) {
+	if (e)
 		name_of(d, e, buf, len);
-		return;
-	}
-	l = lease_for(d, k, NULL);
-	if (l >= 0)
-		snprintf(buf, len, "%s", d->leases[l].name);
 	else
-		devices_label(k, buf, len);
+		lease_name(d, lease_for(d, k, NULL), k, buf, len);
 }
 
 void devices_label(const struct ispmon_dev_key *k, char *buf, size_t len)
